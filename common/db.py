@@ -1,0 +1,58 @@
+"""The database dependency and column conventions every service's models share."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from nameko_sqlalchemy import Database
+from sqlalchemy import DateTime, func, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from common.errors import InvalidInput
+
+# Enough connections for nameko's default of 10 concurrent workers plus the relay;
+# pre-ping so a restarted PostgreSQL costs one failed check, not a failed request.
+ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 5}
+
+
+def database(base: type[DeclarativeBase]) -> Database:
+    """The nameko dependency that gives each worker a session on the service's database."""
+    return Database(base, engine_options=ENGINE_OPTIONS)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, the one timestamp format on the wire."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Timestamps:
+    """``created_at``/``updated_at`` columns, maintained by the database clock."""
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+def parse_id(raw: object, field: str = "id") -> uuid.UUID:
+    """A UUID from the wire, or :class:`InvalidInput` naming the field."""
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise InvalidInput(f"{field}: {raw!r} is not a UUID.", {"field": field}) from None
+
+
+def check_database(session: Session) -> None:
+    """Raises if the database cannot answer a trivial query (for readiness pings)."""
+    session.execute(text("SELECT 1"))

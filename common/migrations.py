@@ -1,0 +1,44 @@
+"""Alembic, the same way for every service.
+
+Each service keeps its revisions in ``<package>/migrations``; its ``env.py`` is two lines
+that call :func:`run_env`. :func:`upgrade` is what tools call (``bookstore migrate``, the
+test harness): it points alembic at the service's folder and database without an ini file.
+"""
+
+from __future__ import annotations
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, create_engine, pool
+
+from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url
+
+
+def alembic_config(service: str, url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option(
+        "script_location", str(REPO_ROOT / SERVICE_PACKAGES[service] / "migrations")
+    )
+    # ConfigParser interpolation would choke on a "%" in a URL-encoded password.
+    config.set_main_option("sqlalchemy.url", (url or database_url(service)).replace("%", "%%"))
+    return config
+
+
+def upgrade(service: str, url: str | None = None, revision: str = "head") -> None:
+    command.upgrade(alembic_config(service, url), revision)
+
+
+def run_env(metadata: MetaData) -> None:
+    """The body of every service's ``migrations/env.py``."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

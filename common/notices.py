@@ -1,0 +1,16 @@
+"""Silences two known import-time notices, which would break one-JSON-object-per-line
+logs: eventlet announcing its deprecation, and nameko 2.14 importing ``pkg_resources``.
+Both dependencies are pinned on purpose (docs/decisions/0002-dependencies.md).
+
+Imports nothing heavy, so entry points can call it before eventlet is imported.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+
+def silence_import_notices() -> None:
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -1,0 +1,60 @@
+"""Opaque keyset cursors for list endpoints.
+
+A cursor holds the sort key of the last item of a page and a fingerprint of the query
+(filters and sort) it belongs to, base64url-encoded. A cursor presented with a different
+query is refused rather than silently giving a wrong page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from common.errors import InvalidInput
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+def query_fingerprint(query: dict[str, Any]) -> str:
+    canonical = json.dumps(query, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode_cursor(position: list[Any], query: dict[str, Any]) -> str:
+    raw = json.dumps({"p": position, "q": query_fingerprint(query)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, query: dict[str, Any], arity: int) -> list[Any]:
+    """The position stored in ``cursor``; :class:`InvalidInput` if it is not one of ours,
+    does not belong to ``query`` or does not hold ``arity`` values."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        position, fingerprint = decoded["p"], decoded["q"]
+    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
+        raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"}) from None
+    if fingerprint != query_fingerprint(query):
+        raise InvalidInput(
+            "The cursor belongs to a different query; start again without a cursor.",
+            {"parameter": "cursor"},
+        )
+    if not isinstance(position, list) or len(position) != arity:
+        raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"})
+    return position
+
+
+def validate_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}.", {"parameter": "limit"})
+    return limit
+
+
+def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
+    return {"items": items, "next_cursor": next_cursor}

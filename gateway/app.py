@@ -1,0 +1,88 @@
+"""The gateway application: ``create_app()`` builds it, ``python -m gateway`` serves it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import inflection
+from connexion import FlaskApp
+from connexion.exceptions import ResolverError
+from connexion.jsonifier import Jsonifier
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolver
+
+from common import context
+from gateway import calls, openapi31, operational, problems, security
+from gateway.handlers import auth, catalog
+from gateway.middleware import RequestContextMiddleware
+from gateway.rpc import RpcClient
+from gateway.settings import Settings
+
+HANDLER_MODULES = (auth, catalog)
+API_BASE_PATH = "/api/v1"
+
+
+class HandlerResolver(Resolver):
+    """Finds operation ``listProducts`` as ``list_products`` in one of the handler
+    modules, so operationIds stay short and SDK-friendly."""
+
+    def __init__(self, modules: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.handlers: dict[str, Any] = {}
+        for module in modules:
+            for name, function in vars(module).items():
+                if callable(function) and getattr(function, "__module__", None) == module.__name__:
+                    if name in self.handlers:
+                        raise ResolverError(f"handler {name} is defined twice")
+                    self.handlers[name] = function
+
+    def resolve_function_from_operation_id(self, operation_id: str) -> Any:
+        name = inflection.underscore(operation_id)
+        try:
+            return self.handlers[name]
+        except KeyError:
+            raise ResolverError(f"no handler {name} for operationId {operation_id}") from None
+
+
+def create_app(settings: Settings | None = None) -> FlaskApp:
+    settings = settings or Settings()
+    openapi31.install()
+    rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout)
+    key_cache = security.KeyCache(
+        lambda: rpc.call(
+            "auth",
+            "get_jwks",
+            context=context.CallContext(correlation_id=context.new_correlation_id()),
+        ),
+        settings.jwks_refresh_interval,
+    )
+    calls.use_rpc_client(rpc)
+    security.use_key_cache(key_cache)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        key_cache.start()
+        yield
+        key_cache.stop()
+        rpc.close()
+
+    app = FlaskApp(__name__, lifespan=lifespan)
+    app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_api(
+        operational.SPEC_PATH,
+        base_path=API_BASE_PATH,
+        resolver=HandlerResolver(HANDLER_MODULES),
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        validator_map=openapi31.VALIDATOR_MAP,
+        security_map=security.SECURITY_MAP,
+        swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
+        jsonifier=Jsonifier(json, separators=(",", ":")),
+    )
+    problems.register(app)
+    operational.add_routes(app, settings)
+    return app

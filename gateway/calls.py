@@ -1,0 +1,61 @@
+"""How handlers call services: with the request's correlation id and caller attached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion.context import context as connexion_context
+from flask import request
+
+from common import context
+from gateway.rpc import RpcClient
+
+_rpc: RpcClient | None = None
+
+
+def use_rpc_client(rpc: RpcClient) -> None:
+    global _rpc
+    _rpc = rpc
+
+
+def rpc_client() -> RpcClient:
+    if _rpc is None:
+        raise RuntimeError("the gateway's RPC client is not configured (use create_app)")
+    return _rpc
+
+
+def call(service: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Calls ``service.method`` on behalf of the current request's caller."""
+    return rpc_client().call(service, method, *args, context=request_context(), **kwargs)
+
+
+def request_context() -> context.CallContext:
+    user = connexion_context.get("user") if _has_connexion_context() else None
+    return context.CallContext(
+        correlation_id=context.current().correlation_id,
+        user_id=str(user) if user is not None else None,
+    )
+
+
+JSON_RESPONSE = {"Content-Type": "application/json"}
+
+Response = tuple[Any, int, dict[str, str]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A handler's answer. The content type is explicit because every operation can also
+    answer ``application/problem+json``, and connexion will not guess between the two."""
+    return body, status, {**JSON_RESPONSE, **(headers or {})}
+
+
+def header(name: str) -> str | None:
+    """A request header (connexion passes only path, query and body parameters)."""
+    return request.headers.get(name)
+
+
+def _has_connexion_context() -> bool:
+    try:
+        connexion_context.get("user")
+    except RuntimeError:
+        return False
+    return True

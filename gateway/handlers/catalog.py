@@ -1,0 +1,93 @@
+"""Books and categories: svc_catalog behind ``/products`` and ``/categories``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion import NoContent
+
+from gateway.calls import Response, call, header, json_response
+from gateway.conditional import etag, expected_version, none_match
+
+API_ROOT = "/api/v1"
+
+
+def list_products(
+    limit: int,
+    sort: str,
+    cursor: str | None = None,
+    category: str | None = None,
+    author: str | None = None,
+    price_min: int | None = None,
+    price_max: int | None = None,
+) -> Response:
+    filters = {
+        "category_id": category,
+        "author": author,
+        "price_min": price_min,
+        "price_max": price_max,
+    }
+    return json_response(
+        call(
+            "catalog",
+            "list_products",
+            filters={name: value for name, value in filters.items() if value is not None},
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+def create_product(body: dict[str, Any]) -> Response:
+    product = call("catalog", "create_product", body, idempotency_key=header("Idempotency-Key"))
+    return json_response(
+        product,
+        201,
+        {
+            "Location": f"{API_ROOT}/products/{product['id']}",
+            "ETag": etag(product["version"]),
+        },
+    )
+
+
+def get_product(product_id: str) -> Response:
+    product = call("catalog", "get_product", product_id)
+    current = etag(product["version"])
+    if none_match(header("If-None-Match"), current):
+        return NoContent, 304, {"ETag": current}
+    return json_response(product, 200, {"ETag": current})
+
+
+def update_product(product_id: str, body: dict[str, Any]) -> Response:
+    product = call(
+        "catalog",
+        "update_product",
+        product_id,
+        body,
+        expected_version=expected_version(header("If-Match")),
+    )
+    return json_response(product, 200, {"ETag": etag(product["version"])})
+
+
+def delete_product(product_id: str) -> Response:
+    call(
+        "catalog",
+        "delete_product",
+        product_id,
+        expected_version=expected_version(header("If-Match")),
+    )
+    return NoContent, 204, {}
+
+
+def list_categories(limit: int, cursor: str | None = None) -> Response:
+    return json_response(call("catalog", "list_categories", cursor=cursor, limit=limit))
+
+
+def create_category(body: dict[str, Any]) -> Response:
+    category = call("catalog", "create_category", body, idempotency_key=header("Idempotency-Key"))
+    return json_response(category, 201, {"Location": f"{API_ROOT}/categories/{category['id']}"})
+
+
+def get_category(category_id: str) -> Response:
+    return json_response(call("catalog", "get_category", category_id))

@@ -1,0 +1,88 @@
+"""Routes for operators and tooling, outside the versioned API: probes, the spec, docs.
+
+They are not in ``openapi/bookstore.yaml`` on purpose: SDK users have no use for them,
+and the spec's single server is ``/api/v1``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion import FlaskApp
+from flask import Response, redirect
+from flask_swagger_ui import get_swaggerui_blueprint
+
+from common import context
+from gateway.calls import rpc_client
+from gateway.problems import PROBLEM_JSON, TYPE_PREFIX
+from gateway.rpc import ServiceUnavailable
+from gateway.settings import Settings
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "bookstore.yaml"
+
+
+@cache
+def spec_document() -> dict[str, Any]:
+    with SPEC_PATH.open() as spec_file:
+        return yaml.safe_load(spec_file)
+
+
+def _json(body: dict[str, Any], status: int = 200, mimetype: str = "application/json") -> Response:
+    return Response(json.dumps(body), status=status, mimetype=mimetype)
+
+
+def add_routes(app: FlaskApp, settings: Settings) -> None:
+    def health() -> Response:
+        """Liveness: the process is up and serving. Deliberately checks nothing else, so
+        an unavailable dependency never gets a healthy gateway restarted."""
+        return _json({"status": "ok"})
+
+    def ready() -> Response:
+        """Readiness: the broker is reachable and every service answers a ping."""
+        call_context = context.CallContext(correlation_id=context.current().correlation_id)
+        try:
+            services = rpc_client().ping_all(
+                settings.services, call_context, settings.ready_timeout
+            )
+            checks = {"broker": "ok", **services}
+        except ServiceUnavailable:
+            checks = {"broker": "unreachable"}
+        if all(outcome == "ok" for outcome in checks.values()):
+            return _json({"status": "ready", "checks": checks})
+        return _json(
+            {
+                "type": TYPE_PREFIX + "not-ready",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "Not ready: "
+                + ", ".join(
+                    f"{name} {outcome}" for name, outcome in checks.items() if outcome != "ok"
+                ),
+                "checks": checks,
+                "correlation_id": call_context.correlation_id,
+            },
+            status=503,
+            mimetype=PROBLEM_JSON,
+        )
+
+    def openapi_json() -> Response:
+        return _json(spec_document())
+
+    def openapi_yaml() -> Response:
+        return Response(SPEC_PATH.read_text(), mimetype="application/yaml")
+
+    def docs_home() -> Response:
+        return redirect("/docs/", code=308)
+
+    app.add_url_rule("/health", "health", health)
+    app.add_url_rule("/ready", "ready", ready)
+    app.add_url_rule("/openapi.json", "openapi_json", openapi_json)
+    app.add_url_rule("/openapi.yaml", "openapi_yaml", openapi_yaml)
+    app.add_url_rule("/", "root", docs_home)
+    app.app.register_blueprint(
+        get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "Bookstore API"})
+    )

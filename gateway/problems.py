@@ -1,0 +1,147 @@
+"""Every error the gateway answers is an RFC 9457 ``application/problem+json`` document.
+
+Services raise typed errors (``common.errors``); this module is the one table that maps
+them, connexion's own validation and security problems, routing errors and transport
+failures to statuses. Each problem carries the request's ``correlation_id``. Nothing
+unexpected leaks: an unhandled exception is logged with its traceback and answered with
+a bare 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from connexion import FlaskApp
+from connexion.exceptions import ProblemException
+from connexion.http_facts import HTTP_STATUS_CODES
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from common import errors
+from gateway.middleware import REQUEST_ID_HEADER
+from gateway.rpc import ServiceTimeout, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+#: Problem types are URNs: stable identifiers, documented in docs/problems.md.
+TYPE_PREFIX = "urn:bookstore:problem:"
+WWW_AUTHENTICATE = 'Bearer realm="bookstore"'
+RETRY_AFTER_SECONDS = 5
+
+# Domain error class -> (status, problem type). Subclasses are looked up by their MRO.
+DOMAIN_ERRORS: dict[type[errors.BookstoreError], tuple[int, str]] = {
+    errors.NotFound: (404, "not-found"),
+    errors.Conflict: (409, "conflict"),
+    errors.InvalidInput: (422, "invalid-input"),
+    errors.Unauthenticated: (401, "unauthenticated"),
+    errors.Forbidden: (403, "forbidden"),
+    errors.PreconditionFailed: (412, "precondition-failed"),
+    errors.IdempotencyKeyReused: (422, "idempotency-key-reused"),
+}
+
+
+def problem(
+    request: ConnexionRequest | None,
+    status: int,
+    detail: str | None = None,
+    *,
+    problem_type: str | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> ConnexionResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + problem_type if problem_type else "about:blank",
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extensions or {})
+    if request is not None and (request_id := request.headers.get(REQUEST_ID_HEADER)):
+        body["correlation_id"] = request_id
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
+    return ConnexionResponse(
+        status_code=status,
+        mimetype=PROBLEM_JSON,
+        content_type=PROBLEM_JSON,
+        body=json.dumps(body),
+        headers=headers,
+    )
+
+
+def _domain_error(request: ConnexionRequest, error: errors.BookstoreError) -> ConnexionResponse:
+    for cls in type(error).__mro__:
+        if cls in DOMAIN_ERRORS:
+            status, problem_type = DOMAIN_ERRORS[cls]
+            return problem(
+                request,
+                status,
+                error.detail,
+                problem_type=problem_type,
+                extensions=error.extensions,
+            )
+    return _unexpected(request, error)
+
+
+def _connexion_problem(request: ConnexionRequest, error: ProblemException) -> ConnexionResponse:
+    headers = dict(error.headers or {})
+    if error.status == 401:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE + ', error="invalid_token"'
+    if error.status >= 500:
+        log.error("%s: %s", error.title, error.detail)
+    return problem(
+        request,
+        error.status,
+        error.detail,
+        title=error.title,
+        headers=headers,
+        extensions=error.ext,
+    )
+
+
+def _http_error(request: ConnexionRequest, error: HTTPException) -> ConnexionResponse:
+    detail = error.detail if error.detail != HTTP_STATUS_CODES.get(error.status_code) else None
+    return problem(request, error.status_code, detail, headers=dict(error.headers or {}))
+
+
+def _service_unavailable(request: ConnexionRequest, error: ServiceUnavailable) -> ConnexionResponse:
+    return problem(
+        request,
+        503,
+        f"The {error.service} service is unavailable ({error.reason}). Try again shortly.",
+        problem_type="service-unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        extensions={"service": error.service},
+    )
+
+
+def _service_timeout(request: ConnexionRequest, error: ServiceTimeout) -> ConnexionResponse:
+    return problem(
+        request,
+        504,
+        f"The {error.service} service did not answer in time. "
+        "Retrying with the same Idempotency-Key is safe.",
+        problem_type="service-timeout",
+        extensions={"service": error.service},
+    )
+
+
+def _unexpected(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
+    log.error("unhandled error", exc_info=error)
+    return problem(request, 500, "Something went wrong on our side. It has been logged.")
+
+
+def register(app: FlaskApp) -> None:
+    """Installs the handlers, most specific first (connexion looks them up by class)."""
+    app.add_error_handler(errors.BookstoreError, _domain_error)
+    app.add_error_handler(ServiceUnavailable, _service_unavailable)
+    app.add_error_handler(ServiceTimeout, _service_timeout)
+    app.add_error_handler(ProblemException, _connexion_problem)
+    app.add_error_handler(HTTPException, _http_error)
+    app.add_error_handler(Exception, _unexpected)

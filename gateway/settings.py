@@ -1,0 +1,31 @@
+"""The gateway's settings, read once from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.config import SERVICE_PACKAGES, env_bool, env_float, env_int, env_str
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_uri: str = field(
+        default_factory=lambda: env_str("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672//")
+    )
+    #: Seconds an RPC call may take before the client gets a 504.
+    rpc_timeout: float = field(default_factory=lambda: env_float("GATEWAY_RPC_TIMEOUT", 5.0))
+    #: Seconds each service has to answer the readiness ping.
+    ready_timeout: float = field(default_factory=lambda: env_float("GATEWAY_READY_TIMEOUT", 2.0))
+    #: Seconds between JWKS refreshes (a token with an unknown key id triggers one sooner).
+    jwks_refresh_interval: float = field(
+        default_factory=lambda: env_float("GATEWAY_JWKS_REFRESH", 300.0)
+    )
+    #: Check every response against the spec; on in tests, off in production (cost).
+    validate_responses: bool = field(
+        default_factory=lambda: env_bool("GATEWAY_VALIDATE_RESPONSES", False)
+    )
+    host: str = field(default_factory=lambda: env_str("GATEWAY_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: env_int("GATEWAY_PORT", 8080))
+    #: Server processes; each keeps its own RPC proxies and key cache.
+    workers: int = field(default_factory=lambda: env_int("GATEWAY_WORKERS", 1))
+    services: tuple[str, ...] = tuple(SERVICE_PACKAGES)

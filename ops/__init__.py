@@ -1,0 +1,1 @@
+"""Tools that run the platform: database setup, the development supervisor, the CLI."""

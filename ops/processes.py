@@ -1,0 +1,115 @@
+"""Starting and stopping the platform's processes (used by ``bookstore run`` and tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from common.config import SERVICE_PACKAGES, service_config_path
+
+STOP_GRACE_SECONDS = 15
+
+
+@dataclass
+class ManagedProcess:
+    """A child process whose output goes to a log file."""
+
+    name: str
+    command: list[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - our own commands
+            self.command,
+            env={**os.environ, **self.env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # Own process group: a terminal's Ctrl-C reaches the supervisor, which then
+            # stops children in order instead of all dying at once.
+            start_new_session=True,
+        )
+        log_file.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            self.process.send_signal(signum)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+        if not self.running:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def service_process(service: str, log_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
+    return ManagedProcess(
+        name=service,
+        command=[
+            sys.executable,
+            "-m",
+            "ops.nameko_cli",
+            "run",
+            "--config",
+            str(service_config_path(service)),
+            f"{SERVICE_PACKAGES[service]}.service",
+        ],
+        log_path=log_dir / f"{service}.log",
+        env=dict(env),
+    )
+
+
+def gateway_process(log_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
+    return ManagedProcess(
+        name="gateway",
+        command=[sys.executable, "-m", "gateway"],
+        log_path=log_dir / "gateway.log",
+        env=dict(env),
+    )
+
+
+def wait_until_ready(base_url: str, processes: list[ManagedProcess], timeout: float) -> None:
+    """Waits for the gateway's ``/ready``; fails early if a process dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for managed in processes:
+            if not managed.running:
+                raise RuntimeError(
+                    f"{managed.name} exited while starting; its log ends:\n{managed.log_tail()}"
+                )
+        try:
+            response = requests.get(f"{base_url}/ready", timeout=5)
+            if response.status_code == 200:
+                return
+            last = response.text
+        except requests.RequestException as error:
+            last = repr(error)
+        time.sleep(0.5)
+    raise TimeoutError(f"the platform was not ready within {timeout:g}s: {last}")

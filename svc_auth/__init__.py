@@ -1,0 +1,1 @@
+"""Accounts, roles and access tokens (nameko service ``auth``)."""

@@ -1,0 +1,151 @@
+"""Signing keys and access tokens.
+
+Keys live in the service's database so every instance signs with the same key and a
+rotation is one transaction; the private half is encrypted at rest with a passphrase
+from the environment (``AUTH_KEY_PASSPHRASE``), never stored in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from nameko.containers import WorkerContext
+from nameko.exceptions import ConfigurationError
+from nameko.extensions import DependencyProvider
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from common import tokens
+from common.config import env_int
+from common.db import utcnow
+from svc_auth.models import SigningKey
+
+PASSPHRASE_CONFIG_KEY = "AUTH_KEY_PASSPHRASE"  # noqa: S105 - a setting name, not a secret
+RSA_KEY_BITS = 2048
+# Serialises key creation across instances of the service (any constant will do).
+_KEY_CREATION_LOCK = 0x5A17_0001
+
+
+def access_token_ttl() -> timedelta:
+    return timedelta(seconds=env_int("AUTH_ACCESS_TOKEN_TTL", 900))
+
+
+def new_signing_key(passphrase: bytes) -> SigningKey:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+    kid = uuid.uuid4().hex
+    public_jwk = json.loads(RSAAlgorithm.to_jwk(private_key.public_key()))
+    public_jwk.update({"kid": kid, "use": "sig", "alg": tokens.ALGORITHM})
+    private_pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    ).decode()
+    return SigningKey(
+        kid=kid, private_key_pem=private_pem, public_jwk=public_jwk, created_at=utcnow()
+    )
+
+
+def current_signing_key(session: Session, passphrase: bytes) -> SigningKey:
+    """The newest active key; the first call on an empty database creates one."""
+    key = _newest_active_key(session)
+    if key is not None:
+        return key
+    session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _KEY_CREATION_LOCK})
+    key = _newest_active_key(session)  # another instance may have made it meanwhile
+    if key is None:
+        key = new_signing_key(passphrase)
+        session.add(key)
+        session.flush()
+    return key
+
+
+def _newest_active_key(session: Session) -> SigningKey | None:
+    return session.scalars(
+        select(SigningKey)
+        .where(SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def public_key_set(session: Session) -> dict[str, Any]:
+    """The JWKS: public halves of every key still accepted for verification."""
+    keys = session.scalars(
+        select(SigningKey).where(SigningKey.retired_at.is_(None)).order_by(SigningKey.created_at)
+    ).all()
+    return {"keys": [key.public_jwk for key in keys]}
+
+
+class TokenSigner:
+    """Signs access tokens; keeps decrypted private keys in memory by key id."""
+
+    def __init__(self, passphrase: bytes) -> None:
+        self._passphrase = passphrase
+        self._private_keys: dict[str, Any] = {}
+
+    def check(self, session: Session) -> None:
+        """Raises unless the current key exists and decrypts with our passphrase (a
+        changed ``AUTH_KEY_PASSPHRASE`` shows up in readiness, not at the first login)."""
+        self._private_key(current_signing_key(session, self._passphrase))
+
+    def key_set(self, session: Session) -> dict[str, Any]:
+        """The JWKS, after making sure there is a key to publish."""
+        current_signing_key(session, self._passphrase)
+        return public_key_set(session)
+
+    def _private_key(self, key: SigningKey) -> Any:
+        if key.kid not in self._private_keys:
+            self._private_keys[key.kid] = serialization.load_pem_private_key(
+                key.private_key_pem.encode(), password=self._passphrase
+            )
+        return self._private_keys[key.kid]
+
+    def access_token(
+        self, session: Session, *, subject: str, roles: list[str], scopes: list[str]
+    ) -> dict[str, Any]:
+        key = current_signing_key(session, self._passphrase)
+        issued_at = utcnow()
+        ttl = access_token_ttl()
+        claims = {
+            "iss": tokens.issuer(),
+            "aud": tokens.audience(),
+            "sub": subject,
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + ttl,
+            "jti": uuid.uuid4().hex,
+            "roles": roles,
+            "scope": " ".join(scopes),
+        }
+        token = jwt.encode(
+            claims, self._private_key(key), algorithm=tokens.ALGORITHM, headers={"kid": key.kid}
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(ttl.total_seconds()),
+            "scope": claims["scope"],
+        }
+
+
+class TokenSigning(DependencyProvider):
+    """Gives the service its :class:`TokenSigner`, keyed by ``AUTH_KEY_PASSPHRASE`` from the
+    service config; refuses to start without one."""
+
+    def setup(self) -> None:
+        passphrase = str(self.container.config.get(PASSPHRASE_CONFIG_KEY) or "")
+        if not passphrase:
+            raise ConfigurationError(
+                f"{PASSPHRASE_CONFIG_KEY} is not set: it encrypts token signing keys at rest."
+            )
+        self.signer = TokenSigner(passphrase.encode())
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> TokenSigner:
+        return self.signer

@@ -1,0 +1,1 @@
+"""Books, categories and (later) inventory (nameko service ``catalog``)."""

@@ -1,0 +1,252 @@
+"""Product use cases: read, list (keyset pages), create, update, withdraw.
+
+Every change writes its ``product.*`` event to the outbox in the same transaction; the
+event's data is the product as the API shows it, so consumers need not call back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from common import schemas
+from common.db import isoformat, new_id, parse_id, utcnow
+from common.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from common.money import money, validate_currency
+from common.pagination import decode_cursor, encode_cursor, page, validate_limit
+from svc_catalog import domain
+from svc_catalog.categories import category_and_descendants, require_category
+from svc_catalog.models import Product, outbox
+
+#: Sort name -> (column, descending). Each has a matching index (models.Product).
+SORTS: dict[str, tuple[Any, bool]] = {
+    "title": (Product.title, False),
+    "-title": (Product.title, True),
+    "price": (Product.price_amount, False),
+    "-price": (Product.price_amount, True),
+    "created_at": (Product.created_at, False),
+    "-created_at": (Product.created_at, True),
+}
+FILTERS = frozenset({"category_id", "author", "price_min", "price_max"})
+
+
+def product_to_dict(product: Product) -> dict[str, Any]:
+    return {
+        "id": str(product.id),
+        "isbn13": product.isbn13,
+        "title": product.title,
+        "authors": list(product.authors),
+        "description": product.description,
+        "category_id": str(product.category_id) if product.category_id else None,
+        "price": money(product.price_amount, product.currency),
+        "publication_year": product.publication_year,
+        "dimensions_mm": list(product.dimensions_mm) if product.dimensions_mm else None,
+        "attributes": dict(product.attributes or {}),
+        "version": product.version,
+        "created_at": isoformat(product.created_at),
+        "updated_at": isoformat(product.updated_at),
+    }
+
+
+def product_fields(session: Session, book: dict[str, Any]) -> dict[str, Any]:
+    """Column values for a book given as the API shows it (create or merged update),
+    with every business rule checked."""
+    category_id = book.get("category_id")
+    if category_id is not None:
+        category_id = require_category(session, category_id).id
+    return {
+        "isbn13": domain.normalize_isbn13(book["isbn13"]),
+        "title": domain.clean_text(book["title"], "title"),
+        "authors": (authors := domain.clean_authors(book["authors"])),
+        "author_keys": [domain.author_key(author) for author in authors],
+        "description": book.get("description"),
+        "category_id": category_id,
+        "price_amount": book["price"]["amount"],
+        "currency": validate_currency(book["price"]["currency"], "price.currency"),
+        "publication_year": domain.check_publication_year(book.get("publication_year")),
+        "dimensions_mm": book.get("dimensions_mm"),
+        "attributes": book.get("attributes") or {},
+    }
+
+
+def get_product(session: Session, product_id: str) -> dict[str, Any]:
+    return product_to_dict(_live_product(session, product_id))
+
+
+def create_product(session: Session, book: dict[str, Any]) -> dict[str, Any]:
+    schemas.validate("ProductCreate", book)
+    product = Product(id=new_id(), **product_fields(session, book))
+    _flush_checking_isbn(session, product)
+    created = product_to_dict(product)
+    outbox.add(session, "product.created", created)
+    return created
+
+
+def update_product(
+    session: Session,
+    product_id: str,
+    changes: dict[str, Any],
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Applies a JSON merge patch. A patch that changes nothing bumps no version and
+    announces nothing."""
+    schemas.validate("ProductUpdate", changes)
+    product = _live_product(session, product_id, for_update=True, expected_version=expected_version)
+    before = product_to_dict(product)
+    fields = product_fields(session, domain.merge_patch(before, changes))
+    changed = sorted(name for name, value in fields.items() if getattr(product, name) != value)
+    if not changed:
+        return before
+    for name in changed:
+        setattr(product, name, fields[name])
+    _flush_checking_isbn(session, product)
+    updated = product_to_dict(product)
+    outbox.add(session, "product.updated", {**updated, "changed_fields": changed})
+    return updated
+
+
+def delete_product(session: Session, product_id: str, expected_version: int | None = None) -> None:
+    """Withdraws a book: it disappears from reads and lists; the row stays for history."""
+    product = _live_product(session, product_id, for_update=True, expected_version=expected_version)
+    product.deleted_at = utcnow()
+    session.flush()
+    session.refresh(product)
+    outbox.add(
+        session,
+        "product.deleted",
+        {**product_to_dict(product), "deleted_at": isoformat(product.deleted_at)},
+    )
+
+
+def list_products(
+    session: Session,
+    *,
+    filters: dict[str, Any] | None = None,
+    sort: str = "title",
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    limit = validate_limit(limit)
+    if sort not in SORTS:
+        raise InvalidInput(f"sort: must be one of {', '.join(SORTS)}.", {"parameter": "sort"})
+    filters = _checked_filters(filters or {})
+    column, descending = SORTS[sort]
+    query = _filtered(session, select(Product).where(Product.deleted_at.is_(None)), filters)
+    query_identity = {"filters": filters, "sort": sort}
+    if cursor:
+        raw_value, raw_id = decode_cursor(cursor, query_identity, arity=2)
+        position = tuple_(column, Product.id)
+        after = (_cursor_value(sort, raw_value), _cursor_id(raw_id))
+        query = query.where(position < after if descending else position > after)
+    order = (column.desc(), Product.id.desc()) if descending else (column, Product.id)
+    rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor(
+            [_cursor_encode(getattr(last, column.key)), str(last.id)], query_identity
+        )
+    return page([product_to_dict(product) for product in items], next_cursor)
+
+
+def _checked_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(filters) - FILTERS
+    if unknown:
+        raise InvalidInput(
+            f"Unknown filter(s): {', '.join(sorted(unknown))}.", {"filters": sorted(unknown)}
+        )
+    for bound in ("price_min", "price_max"):
+        value = filters.get(bound)
+        if value is not None and not (type(value) is int and value >= 0):
+            raise InvalidInput(f"{bound}: must be a whole number ≥ 0.", {"parameter": bound})
+    low, high = filters.get("price_min"), filters.get("price_max")
+    if low is not None and high is not None and low > high:
+        raise InvalidInput("price_min is above price_max.", {"parameter": "price_min"})
+    if "category_id" in filters:
+        filters = {**filters, "category_id": str(parse_id(filters["category_id"], "category"))}
+    if "author" in filters:
+        filters = {**filters, "author": domain.author_key(str(filters["author"]))}
+    return filters
+
+
+def _filtered(session: Session, query: Select, filters: dict[str, Any]) -> Select:
+    if "category_id" in filters:
+        categories = category_and_descendants(session, uuid.UUID(filters["category_id"]))
+        query = query.where(Product.category_id.in_(categories))
+    if "author" in filters:
+        query = query.where(Product.author_keys.contains([filters["author"]]))
+    if "price_min" in filters:
+        query = query.where(Product.price_amount >= filters["price_min"])
+    if "price_max" in filters:
+        query = query.where(Product.price_amount <= filters["price_max"])
+    return query
+
+
+def _cursor_encode(value: Any) -> Any:
+    return isoformat(value) if isinstance(value, datetime) else value
+
+
+def _cursor_value(sort: str, raw: Any) -> Any:
+    """The sort-key value from a cursor, checked against the sort's type."""
+    key = sort.lstrip("-")
+    try:
+        if key == "title" and isinstance(raw, str):
+            return raw
+        if key == "price" and isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if key == "created_at" and isinstance(raw, str):
+            return datetime.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"})
+
+
+def _cursor_id(raw: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"}) from None
+
+
+def _live_product(
+    session: Session,
+    product_id: str,
+    *,
+    for_update: bool = False,
+    expected_version: int | None = None,
+) -> Product:
+    query = select(Product).where(
+        Product.id == parse_id(product_id, "product_id"), Product.deleted_at.is_(None)
+    )
+    product = session.scalars(query.with_for_update() if for_update else query).first()
+    if product is None:
+        raise NotFound("No such product.", {"product_id": str(product_id)})
+    if expected_version is not None and product.version != expected_version:
+        raise PreconditionFailed(
+            f"The product is at version {product.version}, not {expected_version}; "
+            "read it again before changing it.",
+            {"current_version": product.version},
+        )
+    return product
+
+
+def _flush_checking_isbn(session: Session, product: Product) -> None:
+    try:
+        with session.begin_nested():
+            session.add(product)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalars(
+            select(Product.id).where(Product.isbn13 == product.isbn13, Product.deleted_at.is_(None))
+        ).first()
+        raise Conflict(
+            f"Another book already has ISBN {product.isbn13}.",
+            {"field": "isbn13", "existing_product_id": str(existing) if existing else None},
+        ) from None
+    session.refresh(product)
