@@ -56,6 +56,12 @@ class InvalidInput(BookstoreError):
 
 
 @deserialize_to_instance
+class InvalidParameter(BookstoreError):
+    """A query parameter the caller sent cannot be used (a cursor from another query,
+    a price range upside down)."""
+
+
+@deserialize_to_instance
 class Unauthenticated(BookstoreError):
     """Credentials are missing or wrong."""
 

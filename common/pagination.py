@@ -11,9 +11,10 @@ import base64
 import binascii
 import hashlib
 import json
+import uuid
 from typing import Any
 
-from common.errors import InvalidInput
+from common.errors import InvalidParameter
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -30,29 +31,37 @@ def encode_cursor(position: list[Any], query: dict[str, Any]) -> str:
 
 
 def decode_cursor(cursor: str, query: dict[str, Any], arity: int) -> list[Any]:
-    """The position stored in ``cursor``; :class:`InvalidInput` if it is not one of ours,
+    """The position stored in ``cursor``; :class:`InvalidParameter` if it is not ours,
     does not belong to ``query`` or does not hold ``arity`` values."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
         position, fingerprint = decoded["p"], decoded["q"]
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError):
-        raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"}) from None
+        raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"}) from None
     if fingerprint != query_fingerprint(query):
-        raise InvalidInput(
+        raise InvalidParameter(
             "The cursor belongs to a different query; start again without a cursor.",
             {"parameter": "cursor"},
         )
     if not isinstance(position, list) or len(position) != arity:
-        raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"})
+        raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"})
     return position
+
+
+def cursor_id(raw: Any) -> uuid.UUID:
+    """The id part of a cursor position."""
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"}) from None
 
 
 def validate_limit(limit: int | None) -> int:
     if limit is None:
         return DEFAULT_LIMIT
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}.", {"parameter": "limit"})
+        raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}.", {"parameter": "limit"})
     return limit
 
 

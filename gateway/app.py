@@ -48,18 +48,26 @@ class HandlerResolver(Resolver):
             raise ResolverError(f"no handler {name} for operationId {operation_id}") from None
 
 
-def create_app(settings: Settings | None = None) -> FlaskApp:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resolver: Resolver | None = None,
+    key_cache: security.KeyCache | None = None,
+) -> FlaskApp:
+    """The gateway. ``resolver`` and ``key_cache`` replace the real handlers and the
+    JWKS source, for tests of the HTTP layer that run without services."""
     settings = settings or Settings()
     openapi31.install()
     rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout)
-    key_cache = security.KeyCache(
-        lambda: rpc.call(
-            "auth",
-            "get_jwks",
-            context=context.CallContext(correlation_id=context.new_correlation_id()),
-        ),
-        settings.jwks_refresh_interval,
-    )
+    if key_cache is None:
+        key_cache = security.KeyCache(
+            lambda: rpc.call(
+                "auth",
+                "get_jwks",
+                context=context.CallContext(correlation_id=context.new_correlation_id()),
+            ),
+            settings.jwks_refresh_interval,
+        )
     calls.use_rpc_client(rpc)
     security.use_key_cache(key_cache)
 
@@ -75,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FlaskApp:
     app.add_api(
         operational.SPEC_PATH,
         base_path=API_BASE_PATH,
-        resolver=HandlerResolver(HANDLER_MODULES),
+        resolver=resolver or HandlerResolver(HANDLER_MODULES),
         strict_validation=True,
         validate_responses=settings.validate_responses,
         validator_map=openapi31.VALIDATOR_MAP,

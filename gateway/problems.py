@@ -36,6 +36,7 @@ DOMAIN_ERRORS: dict[type[errors.BookstoreError], tuple[int, str]] = {
     errors.NotFound: (404, "not-found"),
     errors.Conflict: (409, "conflict"),
     errors.InvalidInput: (422, "invalid-input"),
+    errors.InvalidParameter: (400, "invalid-parameter"),
     errors.Unauthenticated: (401, "unauthenticated"),
     errors.Forbidden: (403, "forbidden"),
     errors.PreconditionFailed: (412, "precondition-failed"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -15,6 +16,8 @@ from common.db import isoformat, parse_id, utcnow
 from common.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from svc_auth import passwords, roles
 from svc_auth.models import User, outbox
+
+log = logging.getLogger(__name__)
 
 WRONG_CREDENTIALS = "The email or password is wrong."
 
@@ -60,6 +63,7 @@ def register(session: Session, registration: dict[str, Any]) -> dict[str, Any]:
     outbox.add(
         session, "user.registered", {"user_id": created["id"], "email": email, "name": user.name}
     )
+    log.info("user registered", extra={"subject_id": created["id"]})
     return created
 
 
@@ -82,6 +86,7 @@ def authenticate(session: Session, email: str, password: str) -> User:
         email = ""
     user = session.scalars(select(User).where(User.email == email)).first() if email else None
     if not passwords.verify_password(user.password_hash if user else None, password):
+        log.info("login refused", extra={"subject_id": str(user.id) if user else None})
         raise Unauthenticated(WRONG_CREDENTIALS)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -11,10 +12,12 @@ from sqlalchemy.orm import Session
 
 from common import schemas
 from common.db import isoformat, new_id, parse_id
-from common.errors import Conflict, InvalidInput, NotFound
-from common.pagination import decode_cursor, encode_cursor, page, validate_limit
+from common.errors import Conflict, InvalidInput, InvalidParameter, NotFound
+from common.pagination import cursor_id, decode_cursor, encode_cursor, page, validate_limit
 from svc_catalog.domain import clean_text
 from svc_catalog.models import Category, outbox
+
+log = logging.getLogger(__name__)
 
 
 def category_to_dict(category: Category) -> dict[str, Any]:
@@ -62,6 +65,7 @@ def create_category(session: Session, payload: dict[str, Any]) -> dict[str, Any]
     session.refresh(category)
     created = category_to_dict(category)
     outbox.add(session, "category.created", created)
+    log.info("category created", extra={"category_id": created["id"], "slug": category.slug})
     return created
 
 
@@ -73,8 +77,8 @@ def list_categories(
     if cursor:
         name, raw_id = decode_cursor(cursor, {"list": "categories"}, arity=2)
         if not isinstance(name, str):
-            raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"})
-        query = query.where(tuple_(Category.name, Category.id) > (name, parse_id(raw_id, "cursor")))
+            raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"})
+        query = query.where(tuple_(Category.name, Category.id) > (name, cursor_id(raw_id)))
     rows = session.scalars(query.order_by(Category.name, Category.id).limit(limit + 1)).all()
     items = rows[:limit]
     next_cursor = (

@@ -6,6 +6,7 @@ event's data is the product as the API shows it, so consumers need not call back
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -16,12 +17,14 @@ from sqlalchemy.orm import Session
 
 from common import schemas
 from common.db import isoformat, new_id, parse_id, utcnow
-from common.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from common.errors import Conflict, InvalidParameter, NotFound, PreconditionFailed
 from common.money import money, validate_currency
-from common.pagination import decode_cursor, encode_cursor, page, validate_limit
+from common.pagination import cursor_id, decode_cursor, encode_cursor, page, validate_limit
 from svc_catalog import domain
 from svc_catalog.categories import category_and_descendants, require_category
 from svc_catalog.models import Product, outbox
+
+log = logging.getLogger(__name__)
 
 #: Sort name -> (column, descending). Each has a matching index (models.Product).
 SORTS: dict[str, tuple[Any, bool]] = {
@@ -84,6 +87,7 @@ def create_product(session: Session, book: dict[str, Any]) -> dict[str, Any]:
     _flush_checking_isbn(session, product)
     created = product_to_dict(product)
     outbox.add(session, "product.created", created)
+    log.info("product created", extra={"product_id": created["id"], "isbn13": product.isbn13})
     return created
 
 
@@ -107,6 +111,7 @@ def update_product(
     _flush_checking_isbn(session, product)
     updated = product_to_dict(product)
     outbox.add(session, "product.updated", {**updated, "changed_fields": changed})
+    log.info("product updated", extra={"product_id": updated["id"], "changed_fields": changed})
     return updated
 
 
@@ -121,6 +126,7 @@ def delete_product(session: Session, product_id: str, expected_version: int | No
         "product.deleted",
         {**product_to_dict(product), "deleted_at": isoformat(product.deleted_at)},
     )
+    log.info("product withdrawn", extra={"product_id": str(product.id)})
 
 
 def list_products(
@@ -133,7 +139,7 @@ def list_products(
 ) -> dict[str, Any]:
     limit = validate_limit(limit)
     if sort not in SORTS:
-        raise InvalidInput(f"sort: must be one of {', '.join(SORTS)}.", {"parameter": "sort"})
+        raise InvalidParameter(f"sort: must be one of {', '.join(SORTS)}.", {"parameter": "sort"})
     filters = _checked_filters(filters or {})
     column, descending = SORTS[sort]
     query = _filtered(session, select(Product).where(Product.deleted_at.is_(None)), filters)
@@ -141,7 +147,7 @@ def list_products(
     if cursor:
         raw_value, raw_id = decode_cursor(cursor, query_identity, arity=2)
         position = tuple_(column, Product.id)
-        after = (_cursor_value(sort, raw_value), _cursor_id(raw_id))
+        after = (_cursor_value(sort, raw_value), cursor_id(raw_id))
         query = query.where(position < after if descending else position > after)
     order = (column.desc(), Product.id.desc()) if descending else (column, Product.id)
     rows = session.scalars(query.order_by(*order).limit(limit + 1)).all()
@@ -158,18 +164,21 @@ def list_products(
 def _checked_filters(filters: dict[str, Any]) -> dict[str, Any]:
     unknown = set(filters) - FILTERS
     if unknown:
-        raise InvalidInput(
+        raise InvalidParameter(
             f"Unknown filter(s): {', '.join(sorted(unknown))}.", {"filters": sorted(unknown)}
         )
     for bound in ("price_min", "price_max"):
         value = filters.get(bound)
         if value is not None and not (type(value) is int and value >= 0):
-            raise InvalidInput(f"{bound}: must be a whole number ≥ 0.", {"parameter": bound})
+            raise InvalidParameter(f"{bound}: must be a whole number ≥ 0.", {"parameter": bound})
     low, high = filters.get("price_min"), filters.get("price_max")
     if low is not None and high is not None and low > high:
-        raise InvalidInput("price_min is above price_max.", {"parameter": "price_min"})
+        raise InvalidParameter("price_min is above price_max.", {"parameter": "price_min"})
     if "category_id" in filters:
-        filters = {**filters, "category_id": str(parse_id(filters["category_id"], "category"))}
+        try:
+            filters = {**filters, "category_id": str(uuid.UUID(str(filters["category_id"])))}
+        except ValueError:
+            raise InvalidParameter("category: not a UUID.", {"parameter": "category"}) from None
     if "author" in filters:
         filters = {**filters, "author": domain.author_key(str(filters["author"]))}
     return filters
@@ -204,14 +213,7 @@ def _cursor_value(sort: str, raw: Any) -> Any:
             return datetime.fromisoformat(raw)
     except ValueError:
         pass
-    raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"})
-
-
-def _cursor_id(raw: Any) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise InvalidInput("The cursor is not valid.", {"parameter": "cursor"}) from None
+    raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"})
 
 
 def _live_product(

@@ -1,0 +1,112 @@
+"""Helpers for tests that talk to the gateway over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import requests
+
+from common.pagination import MAX_LIMIT
+from svc_catalog.domain import isbn13_check_digit
+from tests.harness import Platform
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Api:
+    """A thin requests wrapper: paths are relative to /api/v1, ``token=`` authenticates."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.http = requests.Session()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        headers: dict | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        url = path if path.startswith("http") else f"{self.platform.api}{path}"
+        return self.http.request(method, url, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    @property
+    def admin(self) -> str:
+        return self.platform.admin_token()
+
+    def create_category(self, slug: str | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"slug": slug or f"cat-{uuid.uuid4().hex[:8]}", "name": "A category", **fields}
+        response = self.post("/categories", json=body, token=self.admin)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def create_product(self, **fields: Any) -> dict[str, Any]:
+        response = self.post("/products", json=book(**fields), token=self.admin)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def all_products(self, **params: Any) -> list[dict[str, Any]]:
+        """Every product a listing returns, following cursors."""
+        items: list[dict[str, Any]] = []
+        params = {"limit": MAX_LIMIT, **params}
+        while True:
+            response = self.get("/products", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items.extend(page["items"])
+            if page["next_cursor"] is None:
+                return items
+            params["cursor"] = page["next_cursor"]
+
+
+_isbn_counter = iter(range(10**8))
+
+
+def unique_isbn() -> str:
+    """A valid ISBN-13 no other test uses (979-... so it never meets the demo seed)."""
+    body = f"9791{next(_isbn_counter):08d}"
+    return body + isbn13_check_digit(body)
+
+
+def book(**fields: Any) -> dict[str, Any]:
+    """A valid ProductCreate body; keyword arguments override fields."""
+    return {
+        "isbn13": unique_isbn(),
+        "title": "The Name of the Rose",
+        "authors": ["Umberto Eco"],
+        "description": "A murder mystery in a medieval abbey.",
+        "price": {"amount": 1299, "currency": "EUR"},
+        "publication_year": 1980,
+        **fields,
+    }
+
+
+def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith(PROBLEM_JSON), response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"]
+    assert body["correlation_id"] == response.headers["X-Request-ID"]
+    assert "Traceback" not in response.text
+    return body
