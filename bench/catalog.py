@@ -114,7 +114,9 @@ def check_ready(session: requests.Session, base_url: str) -> None:
     try:
         response = session.get(url, timeout=HTTP_TIMEOUT_S)
     except requests.RequestException as error:
-        raise fail(f"{url} is not reachable ({error}); start the platform with bin/run") from None
+        raise fail(
+            f"{url} is not reachable ({type(error).__name__}); start the platform with bin/run"
+        ) from None
     if response.status_code != 200:
         raise fail(
             f"{url} answered {response.status_code}, not 200; start the platform with bin/run "

@@ -1,5 +1,6 @@
 """Silences two known import-time notices, which would break one-JSON-object-per-line
-logs: eventlet announcing its deprecation, and nameko 2.14 importing ``pkg_resources``.
+logs: eventlet announcing its deprecation, nameko 2.14 importing ``pkg_resources`` and
+connexion importing starlette's test client.
 Both dependencies are pinned on purpose (docs/decisions/0002-dependencies.md).
 
 Imports nothing heavy, so entry points can call it before eventlet is imported.
@@ -13,4 +14,5 @@ import warnings
 def silence_import_notices() -> None:
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     warnings.filterwarnings("ignore", category=DeprecationWarning)

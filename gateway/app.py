@@ -92,5 +92,5 @@ def create_app(
         jsonifier=Jsonifier(json, separators=(",", ":")),
     )
     problems.register(app)
-    operational.add_routes(app, settings)
+    operational.add_routes(app, settings, key_cache)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connexion.context import context as connexion_context
+from flask import Response as FlaskResponse
 from flask import request
 
 from common import context
@@ -46,6 +47,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     """A handler's answer. The content type is explicit because every operation can also
     answer ``application/problem+json``, and connexion will not guess between the two."""
     return body, status, {**JSON_RESPONSE, **(headers or {})}
+
+
+def empty_response(status: int, headers: dict[str, str] | None = None) -> FlaskResponse:
+    """A 204 or 304: no body, so no Content-Type either (Flask would add text/html)."""
+    response = FlaskResponse(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
 
 
 def header(name: str) -> str | None:

@@ -20,6 +20,7 @@ from common import context
 from gateway.calls import rpc_client
 from gateway.problems import PROBLEM_JSON, TYPE_PREFIX
 from gateway.rpc import ServiceUnavailable
+from gateway.security import KeyCache
 from gateway.settings import Settings
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "bookstore.yaml"
@@ -35,14 +36,15 @@ def _json(body: dict[str, Any], status: int = 200, mimetype: str = "application/
     return Response(json.dumps(body), status=status, mimetype=mimetype)
 
 
-def add_routes(app: FlaskApp, settings: Settings) -> None:
+def add_routes(app: FlaskApp, settings: Settings, key_cache: KeyCache) -> None:
     def health() -> Response:
         """Liveness: the process is up and serving. Deliberately checks nothing else, so
         an unavailable dependency never gets a healthy gateway restarted."""
         return _json({"status": "ok"})
 
     def ready() -> Response:
-        """Readiness: the broker is reachable and every service answers a ping."""
+        """Readiness: the broker is reachable, every service answers a ping, and the
+        token signing keys are loaded (without them no authenticated call can succeed)."""
         call_context = context.CallContext(correlation_id=context.current().correlation_id)
         try:
             services = rpc_client().ping_all(
@@ -51,6 +53,7 @@ def add_routes(app: FlaskApp, settings: Settings) -> None:
             checks = {"broker": "ok", **services}
         except ServiceUnavailable:
             checks = {"broker": "unreachable"}
+        checks["token_keys"] = "ok" if key_cache.loaded else "not loaded yet"
         if all(outcome == "ok" for outcome in checks.values()):
             return _json({"status": "ready", "checks": checks})
         return _json(

@@ -239,16 +239,30 @@ def _live_product(
 
 
 def _flush_checking_isbn(session: Session, product: Product) -> None:
+    """Writes ``product``; a live book with the same ISBN is a :class:`Conflict`."""
+    with session.no_autoflush:
+        existing = session.scalars(
+            select(Product.id).where(
+                Product.isbn13 == product.isbn13,
+                Product.deleted_at.is_(None),
+                Product.id != product.id,
+            )
+        ).first()
+    if existing is not None:
+        raise _isbn_taken(product.isbn13, existing)
     try:
         with session.begin_nested():
             session.add(product)
             session.flush()
     except IntegrityError:
-        existing = session.scalars(
-            select(Product.id).where(Product.isbn13 == product.isbn13, Product.deleted_at.is_(None))
-        ).first()
-        raise Conflict(
-            f"Another book already has ISBN {product.isbn13}.",
-            {"field": "isbn13", "existing_product_id": str(existing) if existing else None},
-        ) from None
+        # Another transaction took the ISBN between the check and the write; the unique
+        # index is what actually guarantees one live book per ISBN.
+        raise _isbn_taken(product.isbn13, None) from None
     session.refresh(product)
+
+
+def _isbn_taken(isbn13: str, existing: uuid.UUID | None) -> Conflict:
+    return Conflict(
+        f"Another book already has ISBN {isbn13}.",
+        {"field": "isbn13", "existing_product_id": str(existing) if existing else None},
+    )

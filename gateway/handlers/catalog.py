@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from connexion import NoContent
+from flask import Response as FlaskResponse
 
-from gateway.calls import Response, call, header, json_response
+from gateway.calls import Response, call, empty_response, header, json_response
 from gateway.conditional import etag, expected_version, none_match
 
 API_ROOT = "/api/v1"
@@ -51,11 +51,11 @@ def create_product(body: dict[str, Any]) -> Response:
     )
 
 
-def get_product(product_id: str) -> Response:
+def get_product(product_id: str) -> Response | FlaskResponse:
     product = call("catalog", "get_product", product_id)
     current = etag(product["version"])
     if none_match(header("If-None-Match"), current):
-        return NoContent, 304, {"ETag": current}
+        return empty_response(304, {"ETag": current})
     return json_response(product, 200, {"ETag": current})
 
 
@@ -70,14 +70,14 @@ def update_product(product_id: str, body: dict[str, Any]) -> Response:
     return json_response(product, 200, {"ETag": etag(product["version"])})
 
 
-def delete_product(product_id: str) -> Response:
+def delete_product(product_id: str) -> FlaskResponse:
     call(
         "catalog",
         "delete_product",
         product_id,
         expected_version=expected_version(header("If-Match")),
     )
-    return NoContent, 204, {}
+    return empty_response(204)
 
 
 def list_categories(limit: int, cursor: str | None = None) -> Response:

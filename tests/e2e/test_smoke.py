@@ -5,7 +5,12 @@ def test_health_and_ready(api):
     assert api.get(f"{api.platform.base_url}/health").json() == {"status": "ok"}
     ready = api.get(f"{api.platform.base_url}/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"broker": "ok", "auth": "ok", "catalog": "ok"}
+    assert ready.json()["checks"] == {
+        "broker": "ok",
+        "auth": "ok",
+        "catalog": "ok",
+        "token_keys": "ok",
+    }
 
 
 def test_create_and_read_product(api):
