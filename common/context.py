@@ -19,16 +19,23 @@ from nameko.extensions import DependencyProvider
 
 CORRELATION_ID_KEY = "correlation_id"
 USER_ID_KEY = "user_id"
+#: Epoch seconds after which the original caller no longer waits (see common/rpc.py).
+DEADLINE_KEY = "deadline"
 
 
 @dataclass(frozen=True)
 class CallContext:
     correlation_id: str | None = None
     user_id: str | None = None
+    deadline: float | None = None
 
     def as_context_data(self) -> dict[str, str]:
         """The nameko context data for this call (``None`` values are left out)."""
-        data = {CORRELATION_ID_KEY: self.correlation_id, USER_ID_KEY: self.user_id}
+        data = {
+            CORRELATION_ID_KEY: self.correlation_id,
+            USER_ID_KEY: self.user_id,
+            DEADLINE_KEY: None if self.deadline is None else f"{self.deadline:.3f}",
+        }
         return {key: value for key, value in data.items() if value is not None}
 
 

@@ -141,6 +141,33 @@ def purge_published(session: Session, model: type[OutboxMessage], older_than: ti
     return result.rowcount
 
 
+class EnvelopePublisher:
+    """Publishes envelopes to a service's nameko event exchange, waiting for the broker's
+    confirm, so that a returned call means the broker has the event."""
+
+    def __init__(self, amqp_uri: str, service_name: str, config: dict[str, Any]) -> None:
+        self.exchange = get_event_exchange(service_name, config)
+        self._publisher = Publisher(
+            amqp_uri,
+            serializer="json",
+            declare=[self.exchange],
+            # Fail fast and let the relay's own backoff decide when to try again.
+            retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2},
+        )
+
+    def __call__(self, envelope: Envelope) -> None:
+        headers = {}
+        if envelope.get("correlation_id"):
+            headers[f"nameko.{context.CORRELATION_ID_KEY}"] = envelope["correlation_id"]
+        self._publisher.publish(
+            envelope,
+            exchange=self.exchange,
+            routing_key=envelope["type"],
+            headers=headers,
+            message_id=envelope["id"],
+        )
+
+
 class OutboxRelay(DependencyProvider):
     """Relays a service's committed outbox rows to its nameko event exchange.
 
@@ -174,14 +201,7 @@ class OutboxRelay(DependencyProvider):
         db_url = config[DB_URIS_KEY][f"{service_name}:{self.base.__name__}"]
         self._engine = create_engine(db_url, pool_size=1, max_overflow=1, pool_pre_ping=True)
         self._sessions = sessionmaker(bind=self._engine)
-        self._exchange = get_event_exchange(service_name, config)
-        self._publisher = Publisher(
-            config[AMQP_URI_CONFIG_KEY],
-            serializer="json",
-            declare=[self._exchange],
-            # Fail fast and let the loop's own backoff decide when to try again.
-            retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2},
-        )
+        self._publish = EnvelopePublisher(config[AMQP_URI_CONFIG_KEY], service_name, config)
 
     def start(self) -> None:
         self._running = True
@@ -221,22 +241,6 @@ class OutboxRelay(DependencyProvider):
                 .where(self.model.published_at.is_(None))
             )
 
-    def _publish(self, envelope: Envelope) -> None:
-        headers = {
-            f"nameko.{key}": value
-            for key, value in {
-                context.CORRELATION_ID_KEY: envelope.get("correlation_id"),
-            }.items()
-            if value is not None
-        }
-        self._publisher.publish(
-            envelope,
-            exchange=self._exchange,
-            routing_key=envelope["type"],
-            headers=headers,
-            message_id=envelope["id"],
-        )
-
     def _run(self) -> None:
         failures = 0
         last_purge = 0.0
@@ -249,6 +253,7 @@ class OutboxRelay(DependencyProvider):
                         last_purge = eventlet.hubs.get_hub().clock()
                 failures = 0
             except Exception:
+                # Broker or database away: the rows stay in the outbox; try again later.
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("outbox relay failed; retrying in %.1fs", delay, exc_info=True)

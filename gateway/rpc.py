@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from amqp.exceptions import AMQPError
@@ -92,7 +93,8 @@ class _ThreadProxy(ClusterRpcProxy):
         """Publishes the request; ``wait`` for the reply."""
         # This proxy belongs to one thread, which runs one request at a time, so
         # setting per-call state on it is safe.
-        self._worker_ctx.data = context.as_context_data()
+        deadline = time.time() + timeout
+        self._worker_ctx.data = replace(context, deadline=deadline).as_context_data()
         method_proxy = getattr(getattr(self._proxy, service), method)
         method_proxy.publisher.expiration = timeout
         return method_proxy.call_async(*args, **kwargs)
@@ -202,4 +204,5 @@ def _stop_quietly(proxy: _ThreadProxy) -> None:
     try:
         proxy.stop()
     except Exception:
+        # Closing a connection that already died may fail any way it likes.
         log.debug("closing an RPC proxy failed", exc_info=True)

@@ -80,7 +80,7 @@ class KeyCache:
             try:
                 self.refresh()
                 wait = self._refresh_interval
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - keep the last keys, try again
                 log.warning("could not refresh the token signing keys: %r", error)
                 wait = self._refresh_interval if self.loaded else RETRY_SECONDS_UNTIL_FIRST_KEYS
             self._refresh_requested.wait(wait)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from common.context import CallContextProvider
@@ -12,6 +11,7 @@ from common.db import check_database, database
 from common.errors import BookstoreError
 from common.events import OutboxRelay
 from common.idempotency import purge_expired, run_once
+from common.rpc import rpc
 from svc_auth import accounts
 from svc_auth.models import AuthIdempotencyKey, AuthOutboxMessage, Base
 from svc_auth.roles import scopes_for

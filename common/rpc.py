@@ -1,0 +1,47 @@
+"""The RPC entrypoint every service uses: nameko's, plus request deadlines.
+
+A caller that gives up after a timeout (the gateway answers 504) leaves its request
+behind. RabbitMQ drops it if it is still queued when it expires, but requests already
+pushed to a consumer (prefetched by a service that was frozen or overloaded) do not
+expire there. So callers put a deadline in the context data, and this entrypoint
+acknowledges and drops a request whose deadline has passed instead of running work
+nobody waits for. Deadlines propagate with the context to downstream calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kombu.message import Message
+from nameko import rpc as nameko_rpc
+
+from common.context import DEADLINE_KEY
+
+log = logging.getLogger(__name__)
+
+# Clocks of different hosts disagree a little; only drop what is clearly stale.
+CLOCK_SKEW_ALLOWANCE_SECONDS = 1.0
+
+
+class Rpc(nameko_rpc.Rpc):
+    def handle_message(self, body: Any, message: Message) -> None:
+        deadline = (message.headers or {}).get(f"nameko.{DEADLINE_KEY}")
+        if deadline is not None:
+            late = time.time() - float(deadline)
+            if late > CLOCK_SKEW_ALLOWANCE_SECONDS:
+                log.warning(
+                    "dropped %s: its caller stopped waiting %.1fs ago",
+                    message.delivery_info.get("routing_key"),
+                    late,
+                    extra={
+                        "correlation_id_of_dropped": message.headers.get("nameko.correlation_id")
+                    },
+                )
+                self.rpc_consumer.queue_consumer.ack_message(message)
+                return
+        super().handle_message(body, message)
+
+
+rpc = Rpc.decorator

@@ -1,0 +1,126 @@
+"""A service or the broker going away mid-flow: fast, precise problems, nothing
+half-written, and recovery once it is back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import contextmanager
+
+import pytest
+import requests
+
+from ops.processes import wait_until_ready
+from tests.harness import amqp_uri
+from tests.support import assert_problem, book
+from tests.tcp_proxy import TcpProxy
+
+
+@contextmanager
+def frozen(process):
+    """SIGSTOP: the process keeps its connections but answers nothing, like a hung host."""
+    os.kill(process.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.process.pid, signal.SIGCONT)
+
+
+def eventually(check, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def gateway_behind_proxy(api):
+    """A second gateway whose only route to RabbitMQ is a proxy the test can cut."""
+    proxy = TcpProxy(5672)
+    process, base_url = api.platform.start_gateway(amqp_uri(port=proxy.port))
+    try:
+        wait_until_ready(base_url, [process], timeout=30)
+        yield proxy, base_url
+    finally:
+        process.stop()
+        proxy.close()
+
+
+def test_broker_gone_fails_fast_with_503_and_recovers(api, gateway_behind_proxy):
+    proxy, base_url = gateway_behind_proxy
+    assert requests.get(f"{base_url}/api/v1/products", timeout=10).status_code == 200
+
+    proxy.cut()
+    started = time.monotonic()
+    listing = requests.get(f"{base_url}/api/v1/products", timeout=30)
+    elapsed = time.monotonic() - started
+    body = assert_problem(listing, 503)
+    assert body["type"] == "urn:bookstore:problem:service-unavailable"
+    assert listing.headers["Retry-After"]
+    assert elapsed < 5, f"took {elapsed:.1f}s to give up"
+
+    ready = requests.get(f"{base_url}/ready", timeout=30)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["broker"] == "unreachable"
+
+    # Tokens are checked locally, so this reaches the RPC and fails there: nothing written.
+    write = requests.post(
+        f"{base_url}/api/v1/products",
+        json=book(),
+        timeout=30,
+        headers={"Authorization": f"Bearer {api.admin}"},
+    )
+    assert_problem(write, 503)
+    assert api.all_products() == []
+
+    proxy.restore()
+
+    def recovered():
+        assert requests.get(f"{base_url}/api/v1/products", timeout=10).status_code == 200
+        assert requests.get(f"{base_url}/ready", timeout=10).status_code == 200
+
+    eventually(recovered)
+
+
+def test_hung_service_gives_504_and_its_request_is_never_run(api):
+    catalog = api.platform.processes["catalog"]
+    with frozen(catalog):
+        started = time.monotonic()
+        response = api.post("/products", json=book(), token=api.admin)
+        elapsed = time.monotonic() - started
+        body = assert_problem(response, 504)
+        assert body["service"] == "catalog"
+        assert elapsed < 8
+        time.sleep(2)  # it stays hung a while after the caller gave up
+    # It wakes with the request in hand (or still queued): either way, nobody waits for it.
+    time.sleep(2)
+    assert api.all_products() == []
+    assert api.get("/products").status_code == 200
+
+
+def test_stopped_service_shows_in_readiness_and_comes_back(api):
+    catalog = api.platform.processes["catalog"]
+    catalog.stop()
+    try:
+        ready = api.get(f"{api.platform.base_url}/ready")
+        assert ready.status_code == 503
+        checks = ready.json()["checks"]
+        assert checks["auth"] == "ok"
+        assert checks["catalog"] != "ok"
+        assert_problem(api.get("/products"), 504)
+    finally:
+        catalog.start()
+    wait_until_ready(api.platform.base_url, list(api.platform.processes.values()), timeout=30)
+    assert api.get("/products").status_code == 200
+
+
+def test_tokens_verify_without_the_auth_service(api):
+    token = api.admin
+    with frozen(api.platform.processes["auth"]):
+        assert api.post("/products", json=book(), token=token).status_code == 201
+        assert_problem(api.get("/me", token=token), 504)

@@ -1,0 +1,81 @@
+"""The gateway's RPC client against the real broker and services."""
+
+import threading
+
+import pytest
+from nameko.exceptions import MethodNotFound
+
+from common.context import CallContext
+from common.errors import NotFound
+from gateway.rpc import RpcClient, ServiceTimeout, ServiceUnavailable
+
+
+@pytest.fixture
+def client(platform):
+    rpc = RpcClient(platform.amqp_uri, timeout=5)
+    yield rpc
+    rpc.close()
+
+
+def test_typed_errors_cross_the_wire(client):
+    with pytest.raises(NotFound):
+        client.call(
+            "catalog",
+            "get_product",
+            "00000000-0000-4000-8000-000000000000",
+            context=CallContext(correlation_id="c-1"),
+        )
+
+
+def test_unknown_service_is_unavailable_at_once(client):
+    with pytest.raises(ServiceUnavailable, match="not running"):
+        client.call("no_such_service", "ping", context=CallContext())
+
+
+def test_unknown_method_is_an_error_not_a_hang(client):
+    with pytest.raises(MethodNotFound):
+        client.call("catalog", "no_such_method", context=CallContext(), timeout=5)
+
+
+def test_unreachable_broker_is_unavailable():
+    rpc = RpcClient("pyamqp://guest:guest@127.0.0.1:1//", timeout=2)
+    with pytest.raises(ServiceUnavailable, match="broker"):
+        rpc.call("catalog", "ping", context=CallContext())
+
+
+def test_ping_all_reports_each_service(client):
+    outcomes = client.ping_all(["auth", "catalog", "ghost"], CallContext(), timeout=3)
+    assert outcomes == {"auth": "ok", "catalog": "ok", "ghost": "not running"}
+
+
+def test_threads_each_get_their_own_proxy(client):
+    results, failures = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(client.call("catalog", "ping", context=CallContext())["status"])
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures
+    assert results == ["ok"] * 120
+
+
+def test_timeout_is_504_material(platform, client):
+    import os
+    import signal
+
+    catalog = platform.processes["catalog"].process
+    os.kill(catalog.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ServiceTimeout):
+            client.call("catalog", "ping", context=CallContext(), timeout=1)
+    finally:
+        os.kill(catalog.pid, signal.SIGCONT)
+    assert client.call("catalog", "ping", context=CallContext())["status"] == "ok"
