@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
@@ -33,24 +34,15 @@ def count_categories(session: Session) -> int:
 
 def test_concurrent_requests_with_one_key_do_the_work_once(platform, catalog_db):
     payload = {"slug": "concurrent", "name": "Concurrent"}
-    results, failures = [], []
     start = threading.Barrier(8)
 
-    def request():
+    def request(_: int) -> dict:
         with Session(platform.engine("catalog")) as session:
             start.wait()
-            try:
-                results.append(create_once(session, "same-key", payload))
-            except Exception as error:  # noqa: BLE001 - asserted below
-                failures.append(error)
+            return create_once(session, "same-key", payload)
 
-    threads = [threading.Thread(target=request) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not failures
-    assert len(results) == 8
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(request, range(8)))
     assert all(result == results[0] for result in results)
     assert count_categories(catalog_db) == 1
 

@@ -184,22 +184,20 @@ def test_unknown_query_parameters_are_400(client):
     assert "colour" in problem(client.get("/api/v1/products?colour=red"), 400)["detail"]
 
 
-def test_malformed_json_is_400(client, mint):
-    response = client.post(
+def post_raw(client, mint, content: bytes, content_type: str):
+    return client.post(
         "/api/v1/products",
-        content=b'{"title": ',
-        headers={"Authorization": f"Bearer {mint()}", "Content-Type": "application/json"},
+        content=content,
+        headers={"Authorization": f"Bearer {mint()}", "Content-Type": content_type},
     )
-    problem(response, 400)
+
+
+def test_malformed_json_is_400(client, mint):
+    problem(post_raw(client, mint, b'{"title": ', "application/json"), 400)
 
 
 def test_wrong_content_type_is_415(client, mint):
-    response = client.post(
-        "/api/v1/products",
-        content=b"title=x",
-        headers={"Authorization": f"Bearer {mint()}", "Content-Type": "text/plain"},
-    )
-    problem(response, 415)
+    problem(post_raw(client, mint, b"title=x", "text/plain"), 415)
 
 
 def test_unknown_route_and_method_are_problems(client):
