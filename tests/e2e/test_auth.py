@@ -146,3 +146,21 @@ def test_create_admin_promotes_an_existing_customer(api, monkeypatch):
     assert cli.main(["create-admin", "--email", customer["email"], "--password-env", "UNUSED"]) == 0
     token = api.platform.login(customer["email"], "a long enough password")
     assert "admin:catalog" in jwt.decode(token, options={"verify_signature": False})["scope"]
+
+
+def test_a_customer_token_edited_to_claim_admin_is_refused(api):
+    import base64
+    import json
+
+    _, token = api.platform.new_customer()
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] += " admin:catalog"
+    claims["roles"].append("admin")
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    forged = f"{header}.{forged_payload}.{signature}"
+    body = assert_problem(
+        api.post("/categories", json={"slug": "forged", "name": "F"}, token=forged), 401
+    )
+    assert "valid" in body["detail"]
+    assert api.get("/categories").json()["items"] == []
