@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 
@@ -98,7 +100,26 @@ class Outbox:
         session.add(
             self.model(event_id=uuid.UUID(envelope["id"]), event_type=event_type, envelope=envelope)
         )
+        session.info[_EVENTS_WRITTEN] = True
         return envelope
+
+
+# Relays in this process, woken when a transaction that wrote events commits, so events
+# leave at once without the relay querying the outbox after every request.
+_EVENTS_WRITTEN = "bookstore.outbox.events_written"
+_relays: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
+@sqlalchemy_event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if session.info.pop(_EVENTS_WRITTEN, False):
+        for relay in list(_relays):
+            relay.wake()
+
+
+@sqlalchemy_event.listens_for(Session, "after_rollback")
+def _forget_events(session: Session) -> None:
+    session.info.pop(_EVENTS_WRITTEN, None)
 
 
 def relay_batch(
@@ -171,10 +192,10 @@ class EnvelopePublisher:
 class OutboxRelay(DependencyProvider):
     """Relays a service's committed outbox rows to its nameko event exchange.
 
-    Runs one green thread per service instance. It wakes when a worker finishes (the
-    worker may just have committed an event) and otherwise polls every
-    ``poll_interval`` seconds, so events also leave when another process wrote them. When
-    the broker is away, rows stay in the outbox and the relay retries with backoff.
+    Runs one green thread per service instance. It wakes as soon as a transaction in this
+    process commits events, and otherwise polls every ``poll_interval`` seconds, so events
+    written by another process (the seed command, say) leave too. When the broker is
+    away, rows stay in the outbox and the relay retries with backoff.
     """
 
     def __init__(
@@ -205,10 +226,12 @@ class OutboxRelay(DependencyProvider):
 
     def start(self) -> None:
         self._running = True
+        _relays.add(self)
         self._thread = self.container.spawn_managed_thread(self._run)
 
     def stop(self) -> None:
         self._running = False
+        _relays.discard(self)
         self.wake()
         if self._thread is not None:
             self._thread.wait()
@@ -216,14 +239,10 @@ class OutboxRelay(DependencyProvider):
 
     def kill(self) -> None:
         self._running = False
+        _relays.discard(self)
         if self._thread is not None:
             self._thread.kill()
         self._engine.dispose()
-
-    def worker_result(
-        self, worker_ctx: WorkerContext, result: Any = None, exc_info: Any = None
-    ) -> None:
-        self.wake()
 
     def get_dependency(self, worker_ctx: WorkerContext) -> OutboxRelay:
         return self
