@@ -262,7 +262,7 @@ class OutboxRelay(DependencyProvider):
 
     def _run(self) -> None:
         failures = 0
-        last_purge = 0.0
+        last_purge = float("-inf")
         while self._running:
             try:
                 with self._sessions() as session:

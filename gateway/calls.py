@@ -15,7 +15,7 @@ _rpc: RpcClient | None = None
 
 
 def use_rpc_client(rpc: RpcClient) -> None:
-    global _rpc
+    global _rpc  # one client per gateway process, set by the app factory
     _rpc = rpc
 
 
@@ -31,7 +31,7 @@ def call(service: str, method: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def request_context() -> context.CallContext:
-    user = connexion_context.get("user") if _has_connexion_context() else None
+    user = connexion_context.get("user")  # set by connexion for authenticated operations
     return context.CallContext(
         correlation_id=context.current().correlation_id,
         user_id=str(user) if user is not None else None,
@@ -59,11 +59,3 @@ def empty_response(status: int, headers: dict[str, str] | None = None) -> FlaskR
 def header(name: str) -> str | None:
     """A request header (connexion passes only path, query and body parameters)."""
     return request.headers.get(name)
-
-
-def _has_connexion_context() -> bool:
-    try:
-        connexion_context.get("user")
-    except RuntimeError:
-        return False
-    return True

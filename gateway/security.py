@@ -91,7 +91,7 @@ _key_cache: KeyCache | None = None
 
 
 def use_key_cache(key_cache: KeyCache) -> None:
-    global _key_cache
+    global _key_cache  # connexion finds the bearer function by import path, not instance
     _key_cache = key_cache
 
 

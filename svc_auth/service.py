@@ -27,11 +27,11 @@ class AuthService:
     signer = TokenSigning()
 
     @rpc
-    def ping(self) -> dict[str, str]:
+    def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
             self.signer.check(session)
-        return {"service": self.name, "status": "ok"}
+        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
 
     @rpc(expected_exceptions=BookstoreError)
     def register(

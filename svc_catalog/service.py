@@ -24,10 +24,10 @@ class CatalogService:
     outbox_relay = OutboxRelay(Base, CatalogOutboxMessage)
 
     @rpc
-    def ping(self) -> dict[str, str]:
+    def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
-        return {"service": self.name, "status": "ok"}
+        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
 
     @rpc(expected_exceptions=BookstoreError)
     def get_product(self, product_id: str) -> dict[str, Any]:

@@ -43,6 +43,12 @@ def test_unreachable_broker_is_unavailable():
         rpc.call("catalog", "ping", context=CallContext())
 
 
+def test_ping_reports_the_outbox_backlog(client):
+    answer = client.call("catalog", "ping", context=CallContext())
+    assert answer["status"] == "ok"
+    assert answer["outbox_backlog"] == 0
+
+
 def test_ping_all_reports_each_service(client):
     outcomes = client.ping_all(["auth", "catalog", "ghost"], CallContext(), timeout=3)
     assert outcomes == {"auth": "ok", "catalog": "ok", "ghost": "not running"}
