@@ -20,10 +20,9 @@ from gateway import calls, openapi31, operational, problems, security
 from gateway.handlers import auth, catalog
 from gateway.middleware import RequestContextMiddleware
 from gateway.rpc import RpcClient
-from gateway.settings import Settings
+from gateway.settings import API_BASE_PATH, Settings
 
 HANDLER_MODULES = (auth, catalog)
-API_BASE_PATH = "/api/v1"
 
 
 class HandlerResolver(Resolver):

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from common.config import SERVICE_PACKAGES, env_bool, env_float, env_int, env_str
 
+#: Where the versioned API lives (the spec's only server).
+API_BASE_PATH = "/api/v1"
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -6,7 +6,7 @@ from typing import Any
 
 from nameko.timer import timer
 
-from common.context import CallContext, CallContextProvider
+from common.context import CallContextProvider
 from common.db import check_database, database
 from common.errors import BookstoreError
 from common.events import OutboxRelay
@@ -20,7 +20,7 @@ class CatalogService:
     name = "catalog"
 
     db = database(Base)
-    call_context: CallContext = CallContextProvider()
+    call_context = CallContextProvider()
     outbox_relay = OutboxRelay(Base, CatalogOutboxMessage)
 
     @rpc

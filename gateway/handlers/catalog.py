@@ -8,8 +8,7 @@ from flask import Response as FlaskResponse
 
 from gateway.calls import Response, call, empty_response, header, json_response
 from gateway.conditional import etag, expected_version, none_match
-
-API_ROOT = "/api/v1"
+from gateway.settings import API_BASE_PATH
 
 
 def list_products(
@@ -45,7 +44,7 @@ def create_product(body: dict[str, Any]) -> Response:
         product,
         201,
         {
-            "Location": f"{API_ROOT}/products/{product['id']}",
+            "Location": f"{API_BASE_PATH}/products/{product['id']}",
             "ETag": etag(product["version"]),
         },
     )
@@ -86,7 +85,9 @@ def list_categories(limit: int, cursor: str | None = None) -> Response:
 
 def create_category(body: dict[str, Any]) -> Response:
     category = call("catalog", "create_category", body, idempotency_key=header("Idempotency-Key"))
-    return json_response(category, 201, {"Location": f"{API_ROOT}/categories/{category['id']}"})
+    return json_response(
+        category, 201, {"Location": f"{API_BASE_PATH}/categories/{category['id']}"}
+    )
 
 
 def get_category(category_id: str) -> Response:

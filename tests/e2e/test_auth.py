@@ -164,3 +164,47 @@ def test_a_customer_token_edited_to_claim_admin_is_refused(api):
     )
     assert "valid" in body["detail"]
     assert api.get("/categories").json()["items"] == []
+
+
+def _sign_with_the_services_key(platform, **claims) -> str:
+    """A token signed with auth's real current key (decrypted from its database, as an
+    attacker who stole it could not do without the passphrase): only the claims differ."""
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+    from sqlalchemy import text
+
+    with platform.engine("auth").connect() as connection:
+        kid, pem = connection.execute(
+            text("SELECT kid, private_key_pem FROM signing_keys WHERE retired_at IS NULL")
+        ).one()
+    key = serialization.load_pem_private_key(
+        pem.encode(), password=platform.env["AUTH_KEY_PASSPHRASE"].encode()
+    )
+    now = int(time.time())
+    payload = {
+        "iss": tokens.issuer(),
+        "aud": tokens.audience(),
+        "sub": platform.admin.id,
+        "iat": now,
+        "exp": now + 300,
+        "scope": "admin:catalog",
+        **claims,
+    }
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_tokens_are_checked_for_expiry_audience_and_issuer(api):
+    import time
+
+    platform = api.platform
+    good = _sign_with_the_services_key(platform)
+    assert api.post("/categories", json={"slug": "ok", "name": "Ok"}, token=good).status_code == 201
+
+    expired = _sign_with_the_services_key(
+        platform, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600
+    )
+    body = assert_problem(api.get("/me", token=expired), 401)
+    assert "expired" in body["detail"]
+    for claims in ({"aud": "another-api"}, {"iss": "https://issuer.example"}):
+        assert_problem(api.get("/me", token=_sign_with_the_services_key(platform, **claims)), 401)
