@@ -1,8 +1,10 @@
-"""What crosses the wire is described once, in ``openapi/bookstore.yaml``.
+"""JSON Schema 2020-12 validation, and what crosses the wire, described once.
 
-Services validate their RPC payloads against the same component schemas the gateway
-enforces on HTTP, so a call from ``nameko shell`` or another service meets the same
-rules as a REST client. Violations become :class:`~common.errors.InvalidInput`.
+``openapi/bookstore.yaml`` is the single description of the REST surface. The gateway
+validates HTTP requests against it (gateway/openapi31.py) and services validate their
+RPC payloads against the same component schemas (:func:`validate`), so a call from
+``nameko shell`` or another service meets the same rules as a REST client. Both use the
+helpers here, so errors read the same and never repeat a secret back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from jsonschema import ValidationError
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -23,6 +26,34 @@ SPEC_PATH = REPO_ROOT / "openapi" / "bookstore.yaml"
 _SPEC_URI = "urn:bookstore:openapi"
 
 
+def validator_for(schema: dict[str, Any], registry: Registry | None = None) -> OAS31Validator:
+    """A JSON Schema 2020-12 validator (OpenAPI 3.1 dialect) that checks formats too."""
+    if registry is None:
+        return OAS31Validator(schema, format_checker=oas31_format_checker)
+    return OAS31Validator(schema, registry=registry, format_checker=oas31_format_checker)
+
+
+def first_error(validator: OAS31Validator, instance: Any) -> ValidationError | None:
+    """The most relevant error, or None. ``best_match`` picks the deepest, most specific
+    error instead of a vague "is not valid under any of the given schemas"."""
+    return jsonschema.exceptions.best_match(validator.iter_errors(instance))
+
+
+def describe(error: ValidationError) -> tuple[str | None, str]:
+    """(the field's dotted path or None, a message). jsonschema's messages quote the
+    offending value, so for ``writeOnly`` fields (passwords) the message names only the
+    rule that failed."""
+    field = ".".join(str(part) for part in error.absolute_path) or None
+    if isinstance(error.schema, dict) and error.schema.get("writeOnly"):
+        return field, f"does not satisfy {error.validator} {error.validator_value!r}"
+    return field, error.message
+
+
+def error_text(error: ValidationError) -> str:
+    field, message = describe(error)
+    return f"{field}: {message}" if field else message
+
+
 @functools.cache
 def _registry() -> Registry:
     with SPEC_PATH.open() as spec_file:
@@ -31,18 +62,15 @@ def _registry() -> Registry:
 
 
 @functools.cache
-def _validator(component: str) -> OAS31Validator:
-    schema = {"$ref": f"{_SPEC_URI}#/components/schemas/{component}"}
-    return OAS31Validator(schema, registry=_registry(), format_checker=oas31_format_checker)
+def _component_validator(component: str) -> OAS31Validator:
+    return validator_for({"$ref": f"{_SPEC_URI}#/components/schemas/{component}"}, _registry())
 
 
 def validate(component: str, payload: Any) -> Any:
-    """Returns ``payload`` if it matches ``components.schemas.<component>``."""
-    error = jsonschema.exceptions.best_match(_validator(component).iter_errors(payload))
+    """Returns ``payload`` if it matches ``components.schemas.<component>``; otherwise
+    :class:`InvalidInput` naming the field."""
+    error = first_error(_component_validator(component), payload)
     if error is not None:
-        field = ".".join(str(part) for part in error.absolute_path) or None
-        raise InvalidInput(
-            f"{field + ': ' if field else ''}{error.message}",
-            {"field": field} if field else {},
-        )
+        field, _ = describe(error)
+        raise InvalidInput(error_text(error), {"field": field} if field else {})
     return payload

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import (
     BadRequestProblem,
     InvalidSpecification,
     NonConformingResponseBody,
 )
-from connexion.json_schema import format_error_with_path
 from connexion.spec import OpenAPISpecification
 from connexion.validators import (
     FormDataValidator,
@@ -35,10 +33,11 @@ from connexion.validators import (
     ParameterValidator,
     TextResponseBodyValidator,
 )
-from jsonschema import ValidationError
-from openapi_schema_validator import OAS31Validator, oas31_format_checker
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+from common.schemas import error_text, first_error, validator_for
 
 _original_validate_spec = OpenAPISpecification._validate_spec
 
@@ -58,31 +57,20 @@ def install() -> None:
     OpenAPISpecification._validate_spec = classmethod(_validate_spec)
 
 
-def schema_validator(schema: dict[str, Any]) -> OAS31Validator:
-    """A JSON Schema 2020-12 (OpenAPI 3.1 dialect) validator that checks formats too."""
-    return OAS31Validator(schema, format_checker=oas31_format_checker)
-
-
-def first_error(validator: OAS31Validator, instance: Any) -> ValidationError | None:
-    """The most relevant error, or None. ``best_match`` picks the deepest, most specific
-    error instead of a vague "is not valid under any of the given schemas"."""
-    return jsonschema.exceptions.best_match(validator.iter_errors(instance))
-
-
 class RequestBodyValidator(JSONRequestBodyValidator):
     """Validates JSON request bodies with JSON Schema 2020-12."""
 
     @property
     def _validator(self) -> OAS31Validator:
         # Connexion builds validators per request; building one costs about 4 µs.
-        return schema_validator(self._schema)
+        return validator_for(self._schema)
 
     def _validate(self, body: Any) -> dict | None:
         if not self._nullable and body is None:
             raise BadRequestProblem(detail="Request body must not be empty")
         error = first_error(self._validator, body)
         if error is not None:
-            raise BadRequestProblem(detail=f"{error.message}{format_error_with_path(error)}")
+            raise BadRequestProblem(detail=error_text(error))
         return None
 
 
@@ -91,14 +79,13 @@ class ResponseBodyValidator(JSONResponseBodyValidator):
 
     @property
     def validator(self) -> OAS31Validator:
-        return schema_validator(self._schema)
+        return validator_for(self._schema)
 
     def _validate(self, body: dict) -> None:
         error = first_error(self.validator, body)
         if error is not None:
             raise NonConformingResponseBody(
-                detail="Response body does not conform to specification. "
-                f"{error.message}{format_error_with_path(error)}"
+                detail=f"Response body does not conform to specification. {error_text(error)}"
             )
 
 
@@ -111,7 +98,7 @@ class ParameterValidator31(ParameterValidator):
     ) -> str | None:
         if value is not None:
             schema = param.get("schema", param)
-            error = first_error(schema_validator(schema), value)
+            error = first_error(validator_for(schema), value)
             if error is not None:
                 return f"Parameter '{param['name']}' in {parameter_type}: {error.message}"
             return None

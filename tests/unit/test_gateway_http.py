@@ -127,6 +127,13 @@ def test_const_is_enforced(client):
     assert client.post("/api/v1/auth/register", json=body).status_code == 200
 
 
+def test_a_refused_password_is_not_echoed_back(client):
+    body = {"email": "ada@example.com", "password": "hunter2", "accept_terms": True}
+    detail = problem(client.post("/api/v1/auth/register", json=body), 400)["detail"]
+    assert "password" in detail
+    assert "hunter2" not in detail
+
+
 def test_numeric_exclusive_minimum_is_enforced(client, mint):
     body = valid_book(price={"amount": 0, "currency": "EUR"})
     assert (
