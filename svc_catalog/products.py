@@ -36,6 +36,8 @@ SORTS: dict[str, tuple[Any, bool]] = {
     "-created_at": (Product.created_at, True),
 }
 FILTERS = frozenset({"category_id", "author", "price_min", "price_max"})
+# Fields that change with every write, whatever was written.
+VERSION_FIELDS = frozenset({"version", "updated_at"})
 
 
 def product_to_dict(product: Product) -> dict[str, Any]:
@@ -103,13 +105,17 @@ def update_product(
     product = _live_product(session, product_id, for_update=True, expected_version=expected_version)
     before = product_to_dict(product)
     fields = product_fields(session, domain.merge_patch(before, changes))
-    changed = sorted(name for name, value in fields.items() if getattr(product, name) != value)
-    if not changed:
+    changed_columns = [name for name, value in fields.items() if getattr(product, name) != value]
+    if not changed_columns:
         return before
-    for name in changed:
+    for name in changed_columns:
         setattr(product, name, fields[name])
     _flush_checking_isbn(session, product)
     updated = product_to_dict(product)
+    # Named as the API names them (``price``, not ``price_amount``), for consumers.
+    changed = sorted(
+        name for name in updated if name not in VERSION_FIELDS and updated[name] != before[name]
+    )
     outbox.add(session, "product.updated", {**updated, "changed_fields": changed})
     log.info("product updated", extra={"product_id": updated["id"], "changed_fields": changed})
     return updated

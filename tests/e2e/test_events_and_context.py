@@ -53,7 +53,11 @@ def test_product_changes_are_published_with_the_correlation_id(api):
                 "/products", json=book(), token=api.admin, headers={"X-Request-ID": request_id}
             ).json()
         )
-        api.patch(f"/products/{created['id']}", json={"title": "Renamed"}, token=api.admin)
+        api.patch(
+            f"/products/{created['id']}",
+            json={"title": "Renamed", "price": {"amount": 1, "currency": "EUR"}},
+            token=api.admin,
+        )
         api.delete(f"/products/{created['id']}", token=api.admin)
 
     received = capture_events(api.platform, "catalog", "product.*", change_a_product, 3)
@@ -71,7 +75,7 @@ def test_product_changes_are_published_with_the_correlation_id(api):
     assert envelope["data"] == created
     assert message.properties["message_id"] == envelope["id"]
     assert message.headers["nameko.correlation_id"] == request_id
-    assert received[1][0]["data"]["changed_fields"] == ["title"]
+    assert received[1][0]["data"]["changed_fields"] == ["price", "title"]
     assert received[2][0]["data"]["deleted_at"].endswith("Z")
     assert len({body["id"] for body, _ in received}) == 3
 
