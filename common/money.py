@@ -171,6 +171,11 @@ MINOR_UNIT_DIGITS: dict[str, int] = {
 }
 
 
+#: The largest amount the API accepts (one million in a two-decimal currency): far above
+#: any book, and far below where integer overflow could matter.
+MAX_AMOUNT = 100_000_000
+
+
 def validate_currency(code: str, field: str = "currency") -> str:
     if code not in MINOR_UNIT_DIGITS:
         raise InvalidInput(f"{code!r} is not an ISO 4217 currency code.", {"field": field})

@@ -39,6 +39,26 @@ def first_error(validator: OAS31Validator, instance: Any) -> ValidationError | N
     return jsonschema.exceptions.best_match(validator.iter_errors(instance))
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL character, or None. PostgreSQL text
+    cannot store NUL, and no field of ours has a use for it, so it is refused up front."""
+    if isinstance(value, str):
+        return (path or "(value)") if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key}".lstrip(".")
+        found = find_nul(item, f"{path}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
+
+
 def describe(error: ValidationError) -> tuple[str | None, str]:
     """(the field's dotted path or None, a message). jsonschema's messages quote the
     offending value, so for ``writeOnly`` fields (passwords) the message names only the
@@ -69,6 +89,8 @@ def _component_validator(component: str) -> OAS31Validator:
 def validate(component: str, payload: Any) -> Any:
     """Returns ``payload`` if it matches ``components.schemas.<component>``; otherwise
     :class:`InvalidInput` naming the field."""
+    if (field := find_nul(payload)) is not None:
+        raise InvalidInput(f"{field}: must not contain NUL characters.", {"field": field})
     error = first_error(_component_validator(component), payload)
     if error is not None:
         field, _ = describe(error)

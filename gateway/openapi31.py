@@ -37,7 +37,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from common.schemas import error_text, first_error, validator_for
+from common.schemas import error_text, find_nul, first_error, validator_for
 
 _original_validate_spec = OpenAPISpecification._validate_spec
 
@@ -68,6 +68,8 @@ class RequestBodyValidator(JSONRequestBodyValidator):
     def _validate(self, body: Any) -> dict | None:
         if not self._nullable and body is None:
             raise BadRequestProblem(detail="Request body must not be empty")
+        if (field := find_nul(body)) is not None:
+            raise BadRequestProblem(detail=f"{field}: must not contain NUL characters")
         error = first_error(self._validator, body)
         if error is not None:
             raise BadRequestProblem(detail=error_text(error))
@@ -97,6 +99,8 @@ class ParameterValidator31(ParameterValidator):
         parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
     ) -> str | None:
         if value is not None:
+            if find_nul(value) is not None:
+                return f"Parameter '{param['name']}' in {parameter_type} contains a NUL character"
             schema = param.get("schema", param)
             error = first_error(validator_for(schema), value)
             if error is not None:

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from common import schemas
 from common.db import isoformat, new_id, parse_id, utcnow
 from common.errors import Conflict, InvalidParameter, NotFound, PreconditionFailed
-from common.money import money, validate_currency
+from common.money import MAX_AMOUNT, money, validate_currency
 from common.pagination import cursor_id, decode_cursor, encode_cursor, page, validate_limit
+from common.schemas import find_nul
 from svc_catalog import domain
 from svc_catalog.categories import category_and_descendants, require_category
 from svc_catalog.models import Product, outbox
@@ -173,10 +174,14 @@ def _checked_filters(filters: dict[str, Any]) -> dict[str, Any]:
         raise InvalidParameter(
             f"Unknown filter(s): {', '.join(sorted(unknown))}.", {"filters": sorted(unknown)}
         )
+    if (field := find_nul(filters)) is not None:
+        raise InvalidParameter(f"{field}: must not contain NUL characters.", {"parameter": field})
     for bound in ("price_min", "price_max"):
         value = filters.get(bound)
-        if value is not None and not (type(value) is int and value >= 0):
-            raise InvalidParameter(f"{bound}: must be a whole number ≥ 0.", {"parameter": bound})
+        if value is not None and not (type(value) is int and 0 <= value <= MAX_AMOUNT):
+            raise InvalidParameter(
+                f"{bound}: must be a whole number from 0 to {MAX_AMOUNT}.", {"parameter": bound}
+            )
     low, high = filters.get("price_min"), filters.get("price_max")
     if low is not None and high is not None and low > high:
         raise InvalidParameter("price_min is above price_max.", {"parameter": "price_min"})

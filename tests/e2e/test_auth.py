@@ -208,3 +208,7 @@ def test_tokens_are_checked_for_expiry_audience_and_issuer(api):
     assert "expired" in body["detail"]
     for claims in ({"aud": "another-api"}, {"iss": "https://issuer.example"}):
         assert_problem(api.get("/me", token=_sign_with_the_services_key(platform, **claims)), 401)
+
+
+def test_registration_with_a_nul_character_is_400(api):
+    assert_problem(api.post("/auth/register", json=registration(name="Ada\u0000")), 400)

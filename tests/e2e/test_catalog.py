@@ -367,3 +367,18 @@ def test_category_refusals(api):
         ),
         422,
     )
+
+
+def test_nul_characters_are_refused_everywhere(api):
+    assert_problem(api.post("/products", json=book(title="Bad\u0000Title"), token=api.admin), 400)
+    assert_problem(
+        api.post("/products", json=book(attributes={"publisher": "x\u0000"}), token=api.admin),
+        400,
+    )
+    assert_problem(api.get("/products", params={"author": "\u0000"}), 400)
+    assert api.all_products() == []
+
+
+def test_price_filters_beyond_any_price_are_400(api):
+    assert_problem(api.get("/products", params={"price_min": 10**23}), 400)
+    assert_problem(api.get("/products", params={"price_max": 100_000_001}), 400)

@@ -35,3 +35,23 @@ def test_refusals_never_repeat_a_password():
     assert refused.value.extensions == {"field": "password"}
     assert "minLength 10" in refused.value.detail
     assert secret not in refused.value.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ("a\x00b", "(value)"),
+        ({"title": "ok", "attributes": {"publisher": "x\x00"}}, "attributes.publisher"),
+        ({"authors": ["fine", "bad\x00"]}, "authors.1"),
+        ({"key\x00": "value"}, "key\x00"),
+        ({"title": "fine", "n": 1, "list": [1, None]}, None),
+    ],
+)
+def test_find_nul(value, path):
+    assert schemas.find_nul(value) == path
+
+
+def test_services_refuse_nul_characters():
+    with pytest.raises(InvalidInput) as refused:
+        schemas.validate("CategoryCreate", {"slug": "ok", "name": "Po\x00etry"})
+    assert refused.value.extensions == {"field": "name"}
