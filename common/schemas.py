@@ -75,10 +75,15 @@ def error_text(error: ValidationError) -> str:
 
 
 @functools.cache
-def _registry() -> Registry:
+def spec_document() -> dict[str, Any]:
+    """``openapi/bookstore.yaml``, parsed once. Do not modify it."""
     with SPEC_PATH.open() as spec_file:
-        spec = yaml.safe_load(spec_file)
-    return Registry().with_resource(_SPEC_URI, Resource(spec, specification=DRAFT202012))
+        return yaml.safe_load(spec_file)
+
+
+@functools.cache
+def _registry() -> Registry:
+    return Registry().with_resource(_SPEC_URI, Resource(spec_document(), specification=DRAFT202012))
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 
 from common import context
+from common.schemas import SPEC_PATH
 from gateway import calls, openapi31, operational, problems, security
 from gateway.handlers import auth, catalog
 from gateway.middleware import RequestContextMiddleware
@@ -80,7 +81,7 @@ def create_app(
     app = FlaskApp(__name__, lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_api(
-        operational.SPEC_PATH,
+        SPEC_PATH,
         base_path=API_BASE_PATH,
         resolver=resolver or HandlerResolver(HANDLER_MODULES),
         strict_validation=True,

@@ -7,29 +7,19 @@ and the spec's single server is ``/api/v1``.
 from __future__ import annotations
 
 import json
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
 from connexion import FlaskApp
 from flask import Response, redirect
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from common import context
+from common.schemas import SPEC_PATH, spec_document
 from gateway.calls import rpc_client
 from gateway.problems import PROBLEM_JSON, TYPE_PREFIX
 from gateway.rpc import ServiceUnavailable
 from gateway.security import KeyCache
 from gateway.settings import Settings
-
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "bookstore.yaml"
-
-
-@cache
-def spec_document() -> dict[str, Any]:
-    with SPEC_PATH.open() as spec_file:
-        return yaml.safe_load(spec_file)
 
 
 def _json(body: dict[str, Any], status: int = 200, mimetype: str = "application/json") -> Response:

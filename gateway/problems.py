@@ -9,8 +9,10 @@ a bare 500.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 from typing import Any
 
 from connexion import FlaskApp
@@ -20,8 +22,12 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from common import errors
+from common.schemas import spec_document
 from gateway.middleware import REQUEST_ID_HEADER
 from gateway.rpc import ServiceTimeout, ServiceUnavailable
+from gateway.settings import API_BASE_PATH
+
+HTTP_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +114,32 @@ def _connexion_problem(request: ConnexionRequest, error: ProblemException) -> Co
 
 def _http_error(request: ConnexionRequest, error: HTTPException) -> ConnexionResponse:
     detail = error.detail if error.detail != HTTP_STATUS_CODES.get(error.status_code) else None
-    return problem(request, error.status_code, detail, headers=dict(error.headers or {}))
+    headers = dict(error.headers or {})
+    if error.status_code == 405 and (allowed := allowed_methods(request.url.path)):
+        # Starlette answers with the methods of the first route that matched the path
+        # only; the spec knows them all.
+        headers["Allow"] = ", ".join(allowed)
+    return problem(request, error.status_code, detail, headers=headers)
+
+
+@functools.cache
+def _operations_by_path() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
+    table = []
+    for template, item in spec_document()["paths"].items():
+        methods = {method.upper() for method in item if method in HTTP_METHODS}
+        if "GET" in methods:
+            methods.add("HEAD")
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(API_BASE_PATH + template))
+        table.append((re.compile(f"^{pattern}$"), tuple(sorted(methods))))
+    return table
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods the spec defines for ``path`` (empty if it defines none)."""
+    for pattern, methods in _operations_by_path():
+        if pattern.match(path):
+            return methods
+    return ()
 
 
 def _service_unavailable(request: ConnexionRequest, error: ServiceUnavailable) -> ConnexionResponse:

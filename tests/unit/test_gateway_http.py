@@ -352,3 +352,19 @@ def test_unsafe_request_ids_are_replaced(client, bad):
         client.get("/api/v1/products/x", headers={"X-Request-ID": bad}).headers["x-request-id"]
         != bad
     )
+
+
+@pytest.mark.parametrize("content", [b"\x14\xff\xfe", b"\xc3", b'{"title": "\xff"}'])
+def test_bodies_that_are_not_utf8_are_400(client, mint, content):
+    assert "utf-8" in problem(post_raw(client, mint, content, "application/json"), 400)["detail"]
+
+
+def test_unknown_charset_is_400(client, mint):
+    problem(post_raw(client, mint, b"{}", "application/json; charset=klingon"), 400)
+
+
+def test_405_lists_every_method_the_spec_defines(client):
+    response = client.put(f"/api/v1/products/{PRODUCT_ID}")
+    problem(response, 405)
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    assert client.put("/api/v1/products").headers["allow"] == "GET, HEAD, POST"

@@ -12,9 +12,9 @@ from connexion.exceptions import InvalidSpecification
 from connexion.spec import OpenAPISpecification, Specification
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from common.schemas import SPEC_PATH
 from gateway import openapi31
 from gateway.app import HANDLER_MODULES, HandlerResolver
-from gateway.operational import SPEC_PATH
 
 METHODS = {"get", "put", "post", "patch", "delete"}
 
