@@ -58,27 +58,31 @@ def client(key_cache):
     return app.test_client()
 
 
+def admin_claims(**overrides: Any) -> dict[str, Any]:
+    """Valid claims of an admin token; an override of None removes that claim."""
+    now = int(time.time())
+    claims = {
+        "iss": tokens.issuer(),
+        "aud": tokens.audience(),
+        "sub": "user-1",
+        "iat": now,
+        "exp": now + 300,
+        "scope": "admin:catalog",
+        **overrides,
+    }
+    return {name: value for name, value in claims.items() if value is not None}
+
+
 @pytest.fixture
 def mint(private_key):
     def mint_token(
         *,
-        scope: str = "admin:catalog",
         key: Any = None,
         algorithm: str = "RS256",
         headers: dict | None = None,
         **claims: Any,
     ) -> str:
-        now = int(time.time())
-        payload = {
-            "iss": tokens.issuer(),
-            "aud": tokens.audience(),
-            "sub": "user-1",
-            "iat": now,
-            "exp": now + 300,
-            "scope": scope,
-            **claims,
-        }
-        payload = {name: value for name, value in payload.items() if value is not None}
+        payload = admin_claims(**claims)
         return jwt.encode(
             payload,
             key if key is not None else private_key,
@@ -262,17 +266,7 @@ def _unsigned(payload: dict, header: dict) -> str:
         ),
         pytest.param(lambda mint, key: mint(headers={"kid": "unknown"}), id="unknown kid"),
         pytest.param(
-            lambda mint, key: _unsigned(
-                {
-                    "iss": tokens.issuer(),
-                    "aud": tokens.audience(),
-                    "sub": "x",
-                    "iat": int(time.time()),
-                    "exp": int(time.time()) + 300,
-                    "scope": "admin:catalog",
-                },
-                {"alg": "none", "typ": "JWT", "kid": KID},
-            ),
+            lambda mint, key: _unsigned(admin_claims(), {"alg": "none", "typ": "JWT", "kid": KID}),
             id="alg none",
         ),
         pytest.param(
@@ -292,23 +286,15 @@ def test_forged_tokens_are_401(client, mint, private_key, forge):
 
 
 def _hs256_with_public_key(private_key: rsa.RSAPrivateKey) -> str:
+    import hashlib
+    import hmac
+
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     header = {"alg": "HS256", "typ": "JWT", "kid": KID}
-    payload = {
-        "iss": tokens.issuer(),
-        "aud": tokens.audience(),
-        "sub": "x",
-        "iat": int(time.time()),
-        "exp": int(time.time()) + 300,
-        "scope": "admin:catalog",
-    }
     # PyJWT refuses to use a PEM as an HMAC secret, so sign by hand like an attacker would.
-    import hashlib
-    import hmac
-
-    signing_input = _unsigned(payload, header).rstrip(".")
+    signing_input = _unsigned(admin_claims(), header).rstrip(".")
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
 
