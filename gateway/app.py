@@ -19,7 +19,7 @@ from common import context
 from common.schemas import SPEC_PATH
 from gateway import calls, openapi31, operational, problems, security
 from gateway.handlers import auth, catalog
-from gateway.middleware import RequestContextMiddleware
+from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.rpc import RpcClient
 from gateway.settings import API_BASE_PATH, Settings
 
@@ -80,6 +80,11 @@ def create_app(
 
     app = FlaskApp(__name__, lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        max_bytes=settings.max_body_bytes,
+    )
     app.add_api(
         SPEC_PATH,
         base_path=API_BASE_PATH,

@@ -1,4 +1,4 @@
-"""ASGI middleware: a correlation id for every request, and one access-log line each."""
+"""ASGI middleware: a correlation id and one access-log line per request; a cap on body size."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common import context
@@ -76,3 +77,23 @@ class RequestContextMiddleware:
                 },
             )
             context.unbind(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses, before anything reads them, request bodies over ``max_bytes`` (413) and
+    bodies streamed without a ``Content-Length`` (411): connexion validates a body only
+    when it knows its length, and would otherwise call it missing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            declared = headers.get(b"content-length")
+            if declared is None and b"transfer-encoding" in headers:
+                raise HTTPException(411, "Send the body with a Content-Length header.")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                raise HTTPException(413, f"The request body is larger than {self.max_bytes} bytes.")
+        await self.app(scope, receive, send)

@@ -81,6 +81,8 @@ class RequestBodyValidator(JSONRequestBodyValidator):
             return json.loads(text)
         except json.JSONDecodeError as error:
             raise BadRequestProblem(detail=f"The body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise BadRequestProblem(detail="The body nests too deeply.") from None
 
     def _validate(self, body: Any) -> dict | None:
         if not self._nullable and body is None:

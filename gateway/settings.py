@@ -29,6 +29,10 @@ class Settings:
     )
     host: str = field(default_factory=lambda: env_str("GATEWAY_HOST", "127.0.0.1"))
     port: int = field(default_factory=lambda: env_int("GATEWAY_PORT", 8080))
+    #: Larger request bodies are refused with 413 (the largest book is a few dozen KB).
+    max_body_bytes: int = field(
+        default_factory=lambda: env_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)
+    )
     #: Server processes; each keeps its own RPC proxies and key cache.
     workers: int = field(default_factory=lambda: env_int("GATEWAY_WORKERS", 1))
     services: tuple[str, ...] = tuple(SERVICE_PACKAGES)

@@ -382,3 +382,16 @@ def test_nul_characters_are_refused_everywhere(api):
 def test_price_filters_beyond_any_price_are_400(api):
     assert_problem(api.get("/products", params={"price_min": 10**23}), 400)
     assert_problem(api.get("/products", params={"price_max": 100_000_001}), 400)
+
+
+def test_bodies_without_a_length_are_411(api):
+    def chunks():  # chunked transfer encoding: no Content-Length
+        yield b'{"title": "'
+        yield b"x" * 100_000
+        yield b'"}'
+
+    response = api.post(
+        "/products", data=chunks(), token=api.admin, headers={"Content-Type": "application/json"}
+    )
+    assert "Content-Length" in assert_problem(response, 411)["detail"]
+    assert api.all_products() == []

@@ -8,6 +8,8 @@ against the real services in tests/e2e.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -286,9 +288,6 @@ def test_forged_tokens_are_401(client, mint, private_key, forge):
 
 
 def _hs256_with_public_key(private_key: rsa.RSAPrivateKey) -> str:
-    import hashlib
-    import hmac
-
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -354,3 +353,18 @@ def test_405_lists_every_method_the_spec_defines(client):
     problem(response, 405)
     assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
     assert client.put("/api/v1/products").headers["allow"] == "GET, HEAD, POST"
+
+
+def test_oversized_bodies_are_413_before_being_read(client, mint):
+    too_big = b'{"title": "' + b"x" * (1024 * 1024) + b'"}'
+    assert (
+        "larger than" in problem(post_raw(client, mint, too_big, "application/json"), 413)["detail"]
+    )
+
+
+def test_absurdly_nested_json_is_400(client, mint):
+    nested = b"[" * 100_000 + b"]" * 100_000
+    assert (
+        "nests too deeply"
+        in problem(post_raw(client, mint, nested, "application/json"), 400)["detail"]
+    )
