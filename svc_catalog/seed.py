@@ -60,7 +60,7 @@ _TITLE_PATTERNS = (
     "The Last {noun}",
     "{adj} {noun}s",
     "Beyond the {noun}",
-    "The {person}'s {noun}",
+    "{person}'s {noun}",
     "{place} Nights",
     "Notes on {noun}",
     "The Art of {noun}",
@@ -134,6 +134,8 @@ def demo_book(
         person=rng.choice(pools.people),
         tech=rng.choice(_TECH),
     )
+    if title.startswith("A ") and title[2] in "AEIOU":
+        title = "An " + title[2:]
     authors = list(
         dict.fromkeys(rng.choice(pools.authors) for _ in range(rng.choice((1, 1, 1, 2, 3))))
     )
