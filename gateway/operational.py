@@ -16,7 +16,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from common import context
 from common.schemas import SPEC_PATH, spec_document
 from gateway.calls import rpc_client
-from gateway.problems import PROBLEM_JSON, TYPE_PREFIX
+from gateway.problems import NotReady
 from gateway.rpc import ServiceUnavailable
 from gateway.security import KeyCache
 from gateway.settings import Settings
@@ -44,23 +44,9 @@ def add_routes(app: FlaskApp, settings: Settings, key_cache: KeyCache) -> None:
         except ServiceUnavailable:
             checks = {"broker": "unreachable"}
         checks["token_keys"] = "ok" if key_cache.loaded else "not loaded yet"
-        if all(outcome == "ok" for outcome in checks.values()):
-            return _json({"status": "ready", "checks": checks})
-        return _json(
-            {
-                "type": TYPE_PREFIX + "not-ready",
-                "title": "Service Unavailable",
-                "status": 503,
-                "detail": "Not ready: "
-                + ", ".join(
-                    f"{name} {outcome}" for name, outcome in checks.items() if outcome != "ok"
-                ),
-                "checks": checks,
-                "correlation_id": call_context.correlation_id,
-            },
-            status=503,
-            mimetype=PROBLEM_JSON,
-        )
+        if not all(outcome == "ok" for outcome in checks.values()):
+            raise NotReady(checks)
+        return _json({"status": "ready", "checks": checks})
 
     def openapi_json() -> Response:
         return _json(spec_document())

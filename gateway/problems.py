@@ -50,6 +50,14 @@ DOMAIN_ERRORS: dict[type[errors.BookstoreError], tuple[int, str]] = {
 }
 
 
+class NotReady(Exception):
+    """``/ready`` found something not ready; ``checks`` says what, per dependency."""
+
+    def __init__(self, checks: dict[str, str]) -> None:
+        super().__init__(checks)
+        self.checks = checks
+
+
 def problem(
     request: ConnexionRequest | None,
     status: int,
@@ -164,6 +172,19 @@ def _service_timeout(request: ConnexionRequest, error: ServiceTimeout) -> Connex
     )
 
 
+def _not_ready(request: ConnexionRequest, error: NotReady) -> ConnexionResponse:
+    waiting = ", ".join(
+        f"{name} {outcome}" for name, outcome in error.checks.items() if outcome != "ok"
+    )
+    return problem(
+        request,
+        503,
+        f"Not ready: {waiting}.",
+        problem_type="not-ready",
+        extensions={"checks": error.checks},
+    )
+
+
 def _unexpected(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
     log.error("unhandled error", exc_info=error)
     return problem(request, 500, "Something went wrong on our side. It has been logged.")
@@ -174,6 +195,7 @@ def register(app: FlaskApp) -> None:
     app.add_error_handler(errors.BookstoreError, _domain_error)
     app.add_error_handler(ServiceUnavailable, _service_unavailable)
     app.add_error_handler(ServiceTimeout, _service_timeout)
+    app.add_error_handler(NotReady, _not_ready)
     app.add_error_handler(ProblemException, _connexion_problem)
     app.add_error_handler(HTTPException, _http_error)
     app.add_error_handler(Exception, _unexpected)

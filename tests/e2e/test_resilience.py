@@ -108,8 +108,10 @@ def test_stopped_service_shows_in_readiness_and_comes_back(api):
     catalog.stop()
     try:
         ready = api.get(f"{api.platform.base_url}/ready")
-        assert ready.status_code == 503
-        checks = ready.json()["checks"]
+        body = assert_problem(ready, 503)
+        assert body["type"] == "urn:bookstore:problem:not-ready"
+        assert "catalog" in body["detail"]
+        checks = body["checks"]
         assert checks["auth"] == "ok"
         assert checks["catalog"] != "ok"
         assert_problem(api.get("/products"), 504)
