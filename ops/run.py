@@ -38,7 +38,18 @@ def _prepare_data(books: int) -> tuple[str, str]:
     return email, password
 
 
+# Secrets with no default anywhere; bin/run generates them into .env.local.
+REQUIRED_SECRETS = ("AUTH_KEY_PASSPHRASE", "BOOKSTORE_ADMIN_PASSWORD")
+
+
 def run_platform(books: int, port: int) -> int:
+    missing = [name for name in REQUIRED_SECRETS if not os.environ.get(name)]
+    if missing:
+        print(
+            f"error: set {' and '.join(missing)} (bin/run generates them into .env.local)",
+            file=sys.stderr,
+        )
+        return 2
     print("Preparing databases and demo data...")
     admin_email, admin_password = _prepare_data(books)
 
