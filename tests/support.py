@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -97,6 +99,19 @@ def book(**fields: Any) -> dict[str, Any]:
         "publication_year": 1980,
         **fields,
     }
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
+    """Retries ``check`` until it stops raising AssertionError (for effects that happen
+    asynchronously, like an outbox row being marked after its event went out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:

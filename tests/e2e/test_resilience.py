@@ -13,7 +13,7 @@ import requests
 
 from ops.processes import wait_until_ready
 from tests.harness import amqp_uri
-from tests.support import assert_problem, book
+from tests.support import assert_problem, book, eventually
 from tests.tcp_proxy import TcpProxy
 
 
@@ -25,17 +25,6 @@ def frozen(process):
         yield
     finally:
         os.kill(process.process.pid, signal.SIGCONT)
-
-
-def eventually(check, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 @pytest.fixture
