@@ -1,7 +1,7 @@
 """Silences two known import-time notices, which would break one-JSON-object-per-line
 logs: eventlet announcing its deprecation, nameko 2.14 importing ``pkg_resources`` and
 connexion importing starlette's test client.
-Both dependencies are pinned on purpose (docs/decisions/0002-dependencies.md).
+All three are pinned on purpose (docs/decisions/0002-dependencies.md).
 
 Imports nothing heavy, so entry points can call it before eventlet is imported.
 """
