@@ -54,9 +54,6 @@ class KeyCache:
         self._stopping.set()
         self._refresh_requested.set()
 
-    def wait_until_loaded(self, timeout: float) -> bool:
-        return self._loaded.wait(timeout)
-
     def get(self, key_id: str) -> Any | None:
         key = self._keys.get(key_id)
         if key is None and self.loaded:

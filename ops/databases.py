@@ -34,17 +34,6 @@ def create_database(url: str, *, recreate: bool = False) -> bool:
         engine.dispose()
 
 
-def drop_database(url: str) -> None:
-    name = make_url(url).database
-    engine = create_engine(_server_url(url), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote(name)
-            connection.execute(text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-    finally:
-        engine.dispose()
-
-
 def prepare(service: str, url: str | None = None, *, recreate: bool = False) -> None:
     """Creates the service's database if needed and applies every migration."""
     url = url or database_url(service)
