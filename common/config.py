@@ -22,6 +22,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_PACKAGES: dict[str, str] = {
     "auth": "svc_auth",
     "catalog": "svc_catalog",
+    "order": "svc_order",
+    "payment": "svc_payment",
+    "search": "svc_search",
+    "notify": "svc_notify",
+    "bridge": "svc_bridge",
 }
 
 

@@ -79,3 +79,24 @@ class PreconditionFailed(BookstoreError):
 @deserialize_to_instance
 class IdempotencyKeyReused(BookstoreError):
     """An ``Idempotency-Key`` was replayed with a different request."""
+
+
+@deserialize_to_instance
+class TooManyAttempts(BookstoreError):
+    """Too many failed attempts: the caller must wait ``retry_after`` seconds (an
+    extension) before trying again."""
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.extensions.get("retry_after", 1))
+
+
+@deserialize_to_instance
+class PaymentDeclined(BookstoreError):
+    """The payment provider declined; ``decline_code`` (an extension) says why."""
+
+
+@deserialize_to_instance
+class DependencyUnavailable(BookstoreError):
+    """Another service this one needs did not answer (down, or too slow). Retrying the
+    same request later is safe; the work converges meanwhile."""

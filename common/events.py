@@ -55,16 +55,41 @@ Envelope = dict[str, Any]
 
 
 def make_envelope(source: str, event_type: str, data: dict[str, Any]) -> Envelope:
-    """The envelope every event travels in, stamped with the current call's correlation id."""
-    return {
+    """The envelope every event travels in, stamped with the current call's correlation
+    id and, when the call is traced, its ``traceparent`` (optional: consumers' handlers
+    then continue the trace that wrote the event)."""
+    current = context.current()
+    envelope = {
         "id": str(uuid.uuid4()),
         "type": event_type,
         "source": source,
         "time": isoformat(utcnow()),
-        "correlation_id": context.current().correlation_id,
+        "correlation_id": current.correlation_id,
         "version": ENVELOPE_VERSION,
         "data": data,
     }
+    if current.traceparent:
+        envelope["traceparent"] = current.traceparent
+    return envelope
+
+
+# Field names whose values are secrets: auth's emailed one-time tokens (docs/decisions/
+# 0014) and anything named like them. Events leaving the platform (EventBridge, webhooks)
+# go without them: whoever reads those could use them.
+SECRET_NAME_ENDINGS = ("token", "secret", "password")
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` without any mapping key that names a secret, at any depth."""
+    if isinstance(value, dict):
+        return {
+            key: redact_secrets(item)
+            for key, item in value.items()
+            if not str(key).lower().endswith(SECRET_NAME_ENDINGS)
+        }
+    if isinstance(value, list):
+        return [redact_secrets(item) for item in value]
+    return value
 
 
 class OutboxMessage:
@@ -177,9 +202,15 @@ class EnvelopePublisher:
         )
 
     def __call__(self, envelope: Envelope) -> None:
-        headers = {}
-        if envelope.get("correlation_id"):
-            headers[f"nameko.{context.CORRELATION_ID_KEY}"] = envelope["correlation_id"]
+        # The same context data an RPC call carries, so handlers bind it the same way.
+        headers = {
+            f"nameko.{key}": envelope[field]
+            for key, field in (
+                (context.CORRELATION_ID_KEY, "correlation_id"),
+                (context.TRACEPARENT_KEY, "traceparent"),
+            )
+            if envelope.get(field)
+        }
         self._publisher.publish(
             envelope,
             exchange=self.exchange,

@@ -1,4 +1,5 @@
-"""JSON log lines that carry the correlation id and caller of the current call.
+"""JSON log lines that carry the correlation id and caller of the current call, and the
+trace and span ids when the call is traced (common/tracing.py).
 
 Used by every service (through the ``LOGGING`` section of its nameko config) and by the
 gateway (:func:`configure`). One line per record, so log shippers need no parsing rules.
@@ -13,7 +14,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from common import context
+from common import context, tracing
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -56,6 +57,8 @@ class JsonFormatter(logging.Formatter):
             "correlation_id": call_context.correlation_id,
             "user_id": call_context.user_id,
         }
+        if (ids := tracing.current_ids()) is not None:
+            line["trace_id"], line["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 line[key] = REDACTED if key.lower() in _SECRET_KEYS else value

@@ -12,7 +12,12 @@ import binascii
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from common.errors import InvalidParameter
 
@@ -67,3 +72,38 @@ def validate_limit(limit: int | None) -> int:
 
 def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
+
+
+def newest_first(
+    session: Session,
+    query: Select,
+    time_column: InstrumentedAttribute,
+    id_column: InstrumentedAttribute,
+    *,
+    filters: dict[str, Any],
+    cursor: str | None,
+    limit: int | None,
+    to_dict: Callable[[Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """A page of ``query``'s rows ordered by ``(time_column, id_column)`` descending, the
+    usual order for histories (audit entries, accounts, orders)."""
+    limit = validate_limit(limit)
+    if cursor:
+        raw_time, raw_id = decode_cursor(cursor, filters, arity=2)
+        try:
+            after = datetime.fromisoformat(raw_time)
+        except (TypeError, ValueError):
+            raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"}) from None
+        query = query.where(tuple_(time_column, id_column) < (after, cursor_id(raw_id)))
+    rows = session.scalars(
+        query.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
+    ).all()
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = encode_cursor(
+            [getattr(last, time_column.key).isoformat(), str(getattr(last, id_column.key))],
+            filters,
+        )
+    return page([to_dict(row) for row in items], next_cursor)

@@ -14,10 +14,14 @@ import logging
 import time
 from typing import Any
 
+import eventlet
+from kombu.exceptions import KombuError
 from kombu.message import Message
 from nameko import rpc as nameko_rpc
+from nameko.exceptions import UnknownService
 
 from common.context import DEADLINE_KEY
+from common.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +49,27 @@ class Rpc(nameko_rpc.Rpc):
 
 
 rpc = Rpc.decorator
+
+
+def call_with_timeout(method: Any, *args: Any, timeout: float, **kwargs: Any) -> Any:
+    """Calls another service (``self.catalog.reserve``) from inside a service, waiting at
+    most ``timeout`` seconds: nameko's own proxies wait for ever, and a service that
+    dropped the request (past its deadline) would never answer.
+
+    Raises :class:`DependencyUnavailable` when the call cannot be sent or times out; the
+    callee's own errors pass through unchanged.
+    """
+    try:
+        reply = method.call_async(*args, **kwargs)
+        with eventlet.Timeout(timeout):
+            return reply.result()
+    except eventlet.Timeout:
+        raise DependencyUnavailable(
+            f"The {method.service_name} service did not answer in time.",
+            {"service": method.service_name, "method": method.method_name},
+        ) from None
+    except (OSError, KombuError, UnknownService) as error:
+        raise DependencyUnavailable(
+            f"The {method.service_name} service is unreachable.",
+            {"service": method.service_name, "method": method.method_name, "reason": repr(error)},
+        ) from None

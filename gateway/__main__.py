@@ -18,6 +18,7 @@ def main() -> None:
         workers=settings.workers,
         log_config=logging_config("gateway"),
         access_log=False,  # RequestContextMiddleware writes one JSON line per request
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

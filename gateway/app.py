@@ -15,15 +15,21 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 
-from common import context
+from common import context, tracing
 from common.schemas import SPEC_PATH
-from gateway import calls, openapi31, operational, problems, security
-from gateway.handlers import auth, catalog
-from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway import calls, openapi31, operational, problems, ratelimit, security
+from gateway.audit import TokenRefusalReporter
+from gateway.handlers import admin, auth, catalog, notify, orders, search, webhooks
+from gateway.metrics import MetricsMiddleware
+from gateway.middleware import (
+    BodySizeLimitMiddleware,
+    ControlCharactersInPathMiddleware,
+    RequestContextMiddleware,
+)
 from gateway.rpc import RpcClient
 from gateway.settings import API_BASE_PATH, Settings
 
-HANDLER_MODULES = (auth, catalog)
+HANDLER_MODULES = (admin, auth, catalog, notify, orders, search, webhooks)
 
 
 class HandlerResolver(Resolver):
@@ -57,6 +63,9 @@ def create_app(
     """The gateway. ``resolver`` and ``key_cache`` replace the real handlers and the
     JWKS source, for tests of the HTTP layer that run without services."""
     settings = settings or Settings()
+    # Per process (each uvicorn worker runs this factory): a tracer provider cannot be
+    # shared across a fork.
+    tracing.configure("gateway")
     openapi31.install()
     rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout)
     if key_cache is None:
@@ -68,23 +77,54 @@ def create_app(
             ),
             settings.jwks_refresh_interval,
         )
+    refusals = TokenRefusalReporter(
+        lambda batch: rpc.call(
+            "auth",
+            "record_token_refusals",
+            batch,
+            context=context.CallContext(correlation_id=context.new_correlation_id()),
+        )
+    )
     calls.use_rpc_client(rpc)
-    security.use_key_cache(key_cache)
+    security.use_key_cache(key_cache, refusals)
+    limiter = (
+        ratelimit.RateLimiter(
+            settings.redis_url,
+            ratelimit.parse_limits(settings.rate_limits),
+            settings.rate_limit_prefix,
+        )
+        if settings.redis_url
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         key_cache.start()
+        refusals.start()
         yield
+        refusals.stop()
         key_cache.stop()
+        if limiter is not None:
+            await limiter.close()
         rpc.close()
 
     app = FlaskApp(__name__, lifespan=lifespan)
+    app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(
+        ControlCharactersInPathMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER
+    )
     app.add_middleware(
         BodySizeLimitMiddleware,
         position=MiddlewarePosition.BEFORE_SWAGGER,
         max_bytes=settings.max_body_bytes,
     )
+    if limiter is not None:
+        app.add_middleware(
+            ratelimit.RateLimitMiddleware,
+            position=MiddlewarePosition.BEFORE_SECURITY,
+            limiter=limiter,
+        )
     app.add_api(
         SPEC_PATH,
         base_path=API_BASE_PATH,
@@ -97,5 +137,6 @@ def create_app(
         jsonifier=Jsonifier(json, separators=(",", ":")),
     )
     problems.register(app)
+    app.add_error_handler(ratelimit.RateLimited, ratelimit.rate_limited_problem)
     operational.add_routes(app, settings, key_cache)
     return app

@@ -32,9 +32,12 @@ def call(service: str, method: str, *args: Any, **kwargs: Any) -> Any:
 
 def request_context() -> context.CallContext:
     user = connexion_context.get("user")  # set by connexion for authenticated operations
+    current = context.current()
     return context.CallContext(
-        correlation_id=context.current().correlation_id,
+        correlation_id=current.correlation_id,
         user_id=str(user) if user is not None else None,
+        client_ip=current.client_ip,
+        traceparent=current.traceparent,
     )
 
 

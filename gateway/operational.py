@@ -17,7 +17,7 @@ from common import context
 from common.schemas import SPEC_PATH, spec_document
 from gateway.calls import rpc_client
 from gateway.problems import NotReady
-from gateway.rpc import ServiceUnavailable
+from gateway.rpc import ServiceUnavailable, is_serving
 from gateway.security import KeyCache
 from gateway.settings import Settings
 
@@ -44,9 +44,12 @@ def add_routes(app: FlaskApp, settings: Settings, key_cache: KeyCache) -> None:
         except ServiceUnavailable:
             checks = {"broker": "unreachable"}
         checks["token_keys"] = "ok" if key_cache.loaded else "not loaded yet"
-        if not all(outcome == "ok" for outcome in checks.values()):
+        if not all(is_serving(outcome) for outcome in checks.values()):
             raise NotReady(checks)
-        return _json({"status": "ready", "checks": checks})
+        # Degraded still serves (a fallback answers), so it stays in rotation: 200, but
+        # saying so for monitoring.
+        degraded = any(outcome != "ok" for outcome in checks.values())
+        return _json({"status": "degraded" if degraded else "ready", "checks": checks})
 
     def openapi_json() -> Response:
         return _json(spec_document())

@@ -47,6 +47,9 @@ DOMAIN_ERRORS: dict[type[errors.BookstoreError], tuple[int, str]] = {
     errors.Forbidden: (403, "forbidden"),
     errors.PreconditionFailed: (412, "precondition-failed"),
     errors.IdempotencyKeyReused: (422, "idempotency-key-reused"),
+    errors.TooManyAttempts: (429, "too-many-attempts"),
+    errors.PaymentDeclined: (402, "payment-declined"),
+    errors.DependencyUnavailable: (503, "service-unavailable"),
 }
 
 
@@ -75,7 +78,8 @@ def problem(
     }
     if detail:
         body["detail"] = detail
-    body.update(extensions or {})
+    # Extensions add members; they never replace the standard ones.
+    body.update({key: value for key, value in (extensions or {}).items() if key not in body})
     if request is not None and (request_id := request.headers.get(REQUEST_ID_HEADER)):
         body["correlation_id"] = request_id
     headers = dict(headers or {})
@@ -94,11 +98,17 @@ def _domain_error(request: ConnexionRequest, error: errors.BookstoreError) -> Co
     for cls in type(error).__mro__:
         if cls in DOMAIN_ERRORS:
             status, problem_type = DOMAIN_ERRORS[cls]
+            headers = {}
+            if isinstance(error, errors.TooManyAttempts):
+                headers["Retry-After"] = str(error.retry_after)
+            elif isinstance(error, errors.DependencyUnavailable):
+                headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return problem(
                 request,
                 status,
                 error.detail,
                 problem_type=problem_type,
+                headers=headers,
                 extensions=error.extensions,
             )
     return _unexpected(request, error)

@@ -26,7 +26,9 @@ from kombu.exceptions import KombuError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import RpcReply, ServiceProxy
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy
+from opentelemetry.trace import SpanKind
 
+from common import tracing
 from common.context import CallContext
 from common.errors import BookstoreError
 
@@ -104,6 +106,22 @@ class _ThreadProxy(ClusterRpcProxy):
         return reply.result()
 
 
+DEGRADED = "degraded"
+
+
+def ping_outcome(answer: Any) -> str:
+    """ "ok", or "degraded: <why>" when a service answers but runs on a fallback (search
+    with Elasticsearch configured but unreachable answers from PostgreSQL)."""
+    if isinstance(answer, dict) and answer.get("status") == DEGRADED:
+        return f"{DEGRADED}: {answer.get('detail') or 'running on a fallback'}"
+    return "ok"
+
+
+def is_serving(outcome: str) -> bool:
+    """Whether a ping outcome means the service can serve requests (degraded can)."""
+    return outcome == "ok" or outcome.startswith(f"{DEGRADED}:")
+
+
 class RpcClient:
     """Thread-safe RPC to nameko services: a started proxy per calling thread."""
 
@@ -124,9 +142,26 @@ class RpcClient:
         **kwargs: Any,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
-        with self._translated_errors(service, method, timeout):
-            proxy = self._thread_proxy()
-            return proxy.wait(proxy.send(service, method, args, kwargs, context, timeout), timeout)
+        span = tracing.start_span(
+            f"{service}.{method}",
+            SpanKind.CLIENT,
+            context.traceparent,
+            {"rpc.system": "nameko", "rpc.service": service, "rpc.method": method},
+        )
+        if span is not None:
+            # The service's span is a child of this call's, which measures the queueing too.
+            context = replace(context, traceparent=tracing.traceparent(span))
+        error: BaseException | None = None
+        try:
+            with self._translated_errors(service, method, timeout):
+                proxy = self._thread_proxy()
+                reply = proxy.send(service, method, args, kwargs, context, timeout)
+                return proxy.wait(reply, timeout)
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            tracing.finish(span, error, expected=isinstance(error, BookstoreError))
 
     def ping_all(
         self, services: Iterable[str], context: CallContext, timeout: float
@@ -146,8 +181,8 @@ class RpcClient:
                     outcomes[service] = "not running"
             for service, reply in replies.items():
                 try:
-                    proxy.wait(reply, deadline - time.monotonic())
-                    outcomes[service] = "ok"
+                    answer = proxy.wait(reply, deadline - time.monotonic())
+                    outcomes[service] = ping_outcome(answer)
                 except RpcTimeout:
                     timed_out = True
                     outcomes[service] = f"no answer within {timeout:g}s"

@@ -20,6 +20,7 @@ from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.security import NO_VALUE, BearerSecurityHandler
 
 from common import tokens
+from gateway.audit import TokenRefusalReporter
 from gateway.rpc import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -85,28 +86,40 @@ class KeyCache:
 
 
 _key_cache: KeyCache | None = None
+_refusals: TokenRefusalReporter | None = None
 
 
-def use_key_cache(key_cache: KeyCache) -> None:
-    global _key_cache  # connexion finds the bearer function by import path, not instance
+def use_key_cache(key_cache: KeyCache, refusals: TokenRefusalReporter | None = None) -> None:
+    global _key_cache, _refusals  # connexion finds the bearer function by path, not instance
     _key_cache = key_cache
+    _refusals = refusals
 
 
-def verify_access_token(token: str) -> dict[str, Any] | None:
-    """Connexion's ``x-bearerInfoFunc``: the token's identity and scopes, or None (401)."""
+class InvalidToken(Exception):
+    """Why a token was refused (an audit reason), and whom it claimed to be."""
+
+    def __init__(self, reason: str, claimed_subject: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.claimed_subject = claimed_subject
+
+
+def check_access_token(token: str) -> dict[str, Any]:
+    """The verified claims of ``token``, or :class:`InvalidToken`."""
     if _key_cache is None or not _key_cache.loaded:
         raise ServiceUnavailable("auth", "token signing keys are not loaded yet")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
-        return None
+        raise InvalidToken("invalid") from None
+    claimed = _claimed_subject(token)
     if header.get("alg") != tokens.ALGORITHM or not isinstance(header.get("kid"), str):
-        return None
+        raise InvalidToken("invalid", claimed)
     key = _key_cache.get(header["kid"])
     if key is None:
-        return None
+        raise InvalidToken("unknown_key", claimed)
     try:
-        claims = jwt.decode(
+        return jwt.decode(
             token,
             key,
             algorithms=[tokens.ALGORITHM],
@@ -116,8 +129,41 @@ def verify_access_token(token: str) -> dict[str, Any] | None:
             options={"require": ["exp", "iat", "sub", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError:
-        raise OAuthProblem(detail="The access token has expired; log in again.") from None
+        raise InvalidToken("expired", claimed) from None
     except jwt.InvalidTokenError:
+        raise InvalidToken("invalid", claimed) from None
+
+
+def _claimed_subject(token: str) -> str | None:
+    """The ``sub`` a token claims, unverified: for the audit trail only."""
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.InvalidTokenError:
+        return None
+    return subject if isinstance(subject, str) else None
+
+
+def token_subject(token: str) -> str | None:
+    """The verified subject of ``token``, or None (no side effects; for rate limiting)."""
+    try:
+        return str(check_access_token(token)["sub"])
+    except (InvalidToken, ServiceUnavailable):
+        return None
+
+
+def report_refusal(reason: str, claimed_subject: str | None = None) -> None:
+    if _refusals is not None:
+        _refusals.report(reason, claimed_subject)
+
+
+def verify_access_token(token: str) -> dict[str, Any] | None:
+    """Connexion's ``x-bearerInfoFunc``: the token's identity and scopes, or None (401)."""
+    try:
+        claims = check_access_token(token)
+    except InvalidToken as refusal:
+        report_refusal(refusal.reason, refusal.claimed_subject)
+        if refusal.reason == "expired":
+            raise OAuthProblem(detail="The access token has expired; log in again.") from None
         return None
     scope = claims.get("scope", "")
     return {
@@ -149,6 +195,7 @@ class ScopedBearerSecurityHandler(BearerSecurityHandler):
                 return NO_VALUE
             granted = set(token_info.get("scope", []))
             if not required <= granted:
+                report_refusal("insufficient_scope", token_info.get("sub"))
                 raise OAuthScopeProblem(
                     token_scopes=sorted(granted), required_scopes=sorted(required)
                 )

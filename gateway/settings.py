@@ -35,4 +35,20 @@ class Settings:
     )
     #: Server processes; each keeps its own RPC proxies and key cache.
     workers: int = field(default_factory=lambda: env_int("GATEWAY_WORKERS", 1))
+    #: Proxies whose X-Forwarded-For is believed (comma-separated addresses, or "*").
+    forwarded_allow_ips: str = field(
+        default_factory=lambda: env_str("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
+    )
+    #: Redis for rate limiting, shared by every gateway process; empty turns limiting off.
+    redis_url: str = field(
+        default_factory=lambda: env_str("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    #: Requests per window per caller, per route group (see gateway/ratelimit.py).
+    rate_limits: str = field(
+        default_factory=lambda: env_str("GATEWAY_RATE_LIMITS", "default=100/1s,credentials=20/60s")
+    )
+    #: Prefix of the gateway's Redis keys (several deployments can share one Redis).
+    rate_limit_prefix: str = field(
+        default_factory=lambda: env_str("GATEWAY_RATE_LIMIT_PREFIX", "bookstore:ratelimit:")
+    )
     services: tuple[str, ...] = tuple(SERVICE_PACKAGES)

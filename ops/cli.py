@@ -1,4 +1,5 @@
-"""``bookstore``: the operator's command line (migrate, seed, create-admin, run)."""
+"""``bookstore``: the operator's command line (migrate, seed, create-admin, run, sdk), and
+the entry points of the container image (run-service, gateway, ping)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from common.notices import silence_import_notices
 
@@ -70,6 +73,170 @@ def run(args: argparse.Namespace) -> int:
     return run_platform(books=args.books, port=args.port)
 
 
+def run_service(args: argparse.Namespace) -> int:
+    from ops.processes import service_command
+
+    command = service_command(args.service)
+    # exec, not a child: in a container the service must be the process that receives
+    # SIGTERM, so nameko stops gracefully (finishing running workers) on a rollout.
+    os.execv(command[0], command)  # noqa: S606 - our own command
+    return 0  # not reached
+
+
+def gateway(args: argparse.Namespace) -> int:
+    from ops.processes import gateway_command
+
+    command = gateway_command()
+    os.execv(command[0], command)  # noqa: S606 - our own command
+    return 0  # not reached
+
+
+def ping(args: argparse.Namespace) -> int:
+    """Exit 0 if the service answers its ``ping`` RPC (broker and its database reachable)
+    within the timeout; the container probes of nameko services run this."""
+    from common import context
+    from common.config import service_config
+    from gateway.rpc import RpcClient, ServiceUnavailable, is_serving
+
+    client = RpcClient(service_config(args.service)["AMQP_URI"], args.timeout)
+    call_context = context.CallContext(correlation_id=context.new_correlation_id())
+    try:
+        outcome = client.ping_all([args.service], call_context, args.timeout)[args.service]
+    except ServiceUnavailable as error:
+        outcome = error.reason
+    finally:
+        client.close()
+    print(f"{args.service}: {outcome}")
+    # Degraded (serving from a fallback) passes: restarting would not bring the fallback's
+    # cause back.
+    return 0 if is_serving(outcome) else 1
+
+
+def reconcile_payments(args: argparse.Namespace) -> int:
+    """Compares our payment records with the provider's for payments made in a time
+    range; prints one line per mismatch. Exit 1 when there are mismatches."""
+    from common import context
+    from common.config import service_config
+    from gateway.rpc import RpcClient
+
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - timedelta(days=1)
+    client = RpcClient(service_config("payment")["AMQP_URI"], args.timeout)
+    try:
+        report = client.call(
+            "payment",
+            "reconcile",
+            since.isoformat(),
+            until.isoformat(),
+            context=context.CallContext(correlation_id=context.new_correlation_id()),
+        )
+    finally:
+        client.close()
+    print(
+        f"payments made {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC, "
+        f"provider {report['provider']}: {report['checked']} checked"
+    )
+    if not report["comparable"]:
+        print(f"not compared: {report['detail']}")
+        return 0
+    for mismatch in report["mismatches"]:
+        order, reference = mismatch["order_id"], mismatch["reference"]
+        print(f"MISMATCH order {order} ({reference}): {mismatch['problem']}")
+        print(f"  ours:     {mismatch['ours']}")
+        print(f"  provider: {mismatch['provider']}")
+    print(f"{len(report['mismatches'])} mismatch(es)")
+    return 1 if report["mismatches"] else 0
+
+
+def _utc_time(raw: str) -> datetime:
+    moment = datetime.fromisoformat(raw)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def sdk(args: argparse.Namespace) -> int:
+    from ops.sdk import SdkGenerationFailed, generate_sdk
+
+    try:
+        package = generate_sdk(args.output, overwrite=args.overwrite)
+    except SdkGenerationFailed as error:
+        print(f"error: the SDK was not generated:\n{error}", file=sys.stderr)
+        return 1
+    print(f"sdk: {package.name} generated in {args.output} (pip install {args.output})")
+    return 0
+
+
+def search_rebuild(args: argparse.Namespace) -> int:
+    """Rebuilds the search index from the catalog (over RPC: the catalog's database is
+    the catalog's), with a progress bar; search keeps answering meanwhile."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+    from tqdm import tqdm
+
+    from common.config import service_config
+    from common.rpc import call_with_timeout
+    from svc_search.engine import SearchEngine
+    from svc_search.rebuild import rebuild_index
+    from svc_search.service import fetch_categories
+
+    config = service_config("search")
+    elastic = SearchEngine.from_config(config).elastic
+    engine = create_engine(database_url("search"))
+    bars: list[tqdm] = []
+
+    def progress(total: int | None) -> tqdm:
+        label = "elasticsearch" if bars else "postgres"
+        bars.append(tqdm(total=total, unit="books", desc=label, disable=args.quiet))
+        return bars[-1]
+
+    try:
+        with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"]}, timeout=args.timeout) as rpc:
+            categories = fetch_categories(rpc.catalog)
+            summary = rebuild_index(
+                engine,
+                lambda after: call_with_timeout(
+                    rpc.catalog.export_for_search,
+                    after=after,
+                    limit=args.page_size,
+                    timeout=args.timeout,
+                ),
+                categories,
+                progress=progress,
+                elastic=elastic,
+            )
+    finally:
+        for bar in bars:
+            bar.close()
+        engine.dispose()
+    print(
+        f"search: index rebuilt with {summary['documents']} books in {summary['seconds']}s "
+        f"(build {summary['build']}; {summary['carried_over']} changes made meanwhile kept)"
+    )
+    return 0
+
+
+def recommend_evaluate(args: argparse.Namespace) -> int:
+    """Leave-last-out HR@10 and NDCG@10 of the recommender against popularity, on a
+    generated data set and on the shop's own purchases."""
+    from svc_search.evaluate import evaluate, format_table, generate_interactions
+    from svc_search.recommend import load_interactions
+
+    results = {
+        "generated": evaluate(
+            generate_interactions(
+                users=args.users, items=args.books, clusters=args.clusters, seed=args.seed
+            )
+        )
+    }
+    if not args.generated_only:
+        with _session("search") as session:
+            results["shop"] = evaluate(load_interactions(session))
+    print(format_table(results))
+    generated = results["generated"]
+    if generated is None or generated.model_hit_rate <= generated.popular_hit_rate:
+        print("warning: the model does not beat popularity on the generated data", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="bookstore", description=__doc__)
     commands = root.add_subparsers(required=True, metavar="command")
@@ -107,6 +274,54 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--books", type=int, default=3000, help="demo catalog size")
     command.add_argument("--port", type=int, default=8080)
     command.set_defaults(handler=run)
+
+    command = commands.add_parser("run-service", help="run one nameko service (containers)")
+    command.add_argument("service", choices=list(SERVICE_PACKAGES))
+    command.set_defaults(handler=run_service)
+
+    command = commands.add_parser("gateway", help="serve the HTTP gateway (containers)")
+    command.set_defaults(handler=gateway)
+
+    command = commands.add_parser("ping", help="exit 0 if a service answers its ping RPC")
+    command.add_argument("service", choices=list(SERVICE_PACKAGES))
+    command.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    command.set_defaults(handler=ping)
+
+    command = commands.add_parser(
+        "reconcile-payments", help="compare our payments with the provider's records"
+    )
+    command.add_argument("--since", type=_utc_time, help="ISO time (default: a day before --until)")
+    command.add_argument("--until", type=_utc_time, help="ISO time (default: now)")
+    command.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    command.set_defaults(handler=reconcile_payments)
+
+    command = commands.add_parser(
+        "search-rebuild", help="rebuild the search index from the catalog (progress bar)"
+    )
+    command.add_argument("--page-size", type=int, default=1000, help="books per catalog call")
+    command.add_argument("--timeout", type=float, default=30.0, help="seconds per catalog call")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+    command.set_defaults(handler=search_rebuild)
+
+    command = commands.add_parser(
+        "recommend-evaluate",
+        help="evaluate the recommender offline (hit rate and NDCG at 10 vs popularity)",
+    )
+    command.add_argument("--users", type=int, default=3000, help="generated customers")
+    command.add_argument("--books", type=int, default=1500, help="generated books")
+    command.add_argument("--clusters", type=int, default=12, help="generated taste clusters")
+    command.add_argument("--seed", type=int, default=7)
+    command.add_argument(
+        "--generated-only", action="store_true", help="skip the shop's own purchases"
+    )
+    command.set_defaults(handler=recommend_evaluate)
+
+    command = commands.add_parser(
+        "sdk", help="generate the Python client SDK from openapi/bookstore.yaml"
+    )
+    command.add_argument("--output", type=Path, required=True, metavar="DIR")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
+    command.set_defaults(handler=sdk)
     return root
 
 

@@ -68,19 +68,32 @@ class ManagedProcess:
             return ""
 
 
-def service_process(service: str, log_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
+def service_command(service: str) -> list[str]:
+    """How one service is run, here, in tests and in containers (``bookstore run-service``)."""
+    return [
+        sys.executable,
+        "-m",
+        "ops.nameko_cli",
+        "run",
+        "--config",
+        str(service_config_path(service)),
+        f"{SERVICE_PACKAGES[service]}.service",
+    ]
+
+
+def gateway_command() -> list[str]:
+    return [sys.executable, "-m", "gateway"]
+
+
+def service_process(
+    service: str, log_dir: Path, env: Mapping[str, str], name: str | None = None
+) -> ManagedProcess:
+    """``name`` tells apart several instances of one service (their log files too)."""
+    name = name or service
     return ManagedProcess(
-        name=service,
-        command=[
-            sys.executable,
-            "-m",
-            "ops.nameko_cli",
-            "run",
-            "--config",
-            str(service_config_path(service)),
-            f"{SERVICE_PACKAGES[service]}.service",
-        ],
-        log_path=log_dir / f"{service}.log",
+        name=name,
+        command=service_command(service),
+        log_path=log_dir / f"{name}.log",
         env=dict(env),
     )
 
@@ -88,7 +101,7 @@ def service_process(service: str, log_dir: Path, env: Mapping[str, str]) -> Mana
 def gateway_process(log_dir: Path, env: Mapping[str, str]) -> ManagedProcess:
     return ManagedProcess(
         name="gateway",
-        command=[sys.executable, "-m", "gateway"],
+        command=gateway_command(),
         log_path=log_dir / "gateway.log",
         env=dict(env),
     )

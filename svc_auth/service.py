@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 from nameko.timer import timer
 
+from common import context
+from common.config import env_int
 from common.context import CallContextProvider
-from common.db import check_database, database
+from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
 from common.events import OutboxRelay
 from common.idempotency import purge_expired, run_once
+from common.metrics import ServiceMetrics
 from common.rpc import rpc
-from svc_auth import accounts
+from svc_auth import accounts, addresses, admin, audit, maintenance, mfa, sessions
 from svc_auth.models import AuthIdempotencyKey, AuthOutboxMessage, Base
-from svc_auth.roles import scopes_for
-from svc_auth.signing import TokenSigning
+from svc_auth.signing import Sealing, TokenSigning, key_age
+
+log = logging.getLogger(__name__)
 
 
 class AuthService:
@@ -23,8 +29,10 @@ class AuthService:
 
     db = database(Base)
     call_context = CallContextProvider()
+    metrics = ServiceMetrics()
     outbox_relay = OutboxRelay(Base, AuthOutboxMessage)
     signer = TokenSigning()
+    sealer = Sealing()
 
     @rpc
     def ping(self) -> dict[str, Any]:
@@ -32,6 +40,8 @@ class AuthService:
             check_database(session)
             self.signer.check(session)
         return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
+
+    # -- registration and verification ---------------------------------------------------
 
     @rpc(expected_exceptions=BookstoreError)
     def register(
@@ -48,27 +58,206 @@ class AuthService:
             )
 
     @rpc(expected_exceptions=BookstoreError)
+    def verify_email(self, token: str) -> None:
+        with self.db.get_session() as session:
+            accounts.verify_email(session, token)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def resend_verification(self, email: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return accounts.resend_verification(session, email)
+
+    # -- logging in ----------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
     def login(self, email: str, password: str) -> dict[str, Any]:
         with self.db.get_session() as session:
-            user = accounts.authenticate(session, email, password)
-            return self.signer.access_token(
-                session,
-                subject=str(user.id),
-                roles=list(user.roles),
-                scopes=scopes_for(user.roles),
-            )
+            return sessions.login(session, self.signer, email, password)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def login_mfa(self, mfa_token: str, code: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return sessions.complete_mfa_login(session, self.signer, self.sealer, mfa_token, code)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return sessions.refresh(session, self.signer, refresh_token)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def logout(self, refresh_token: str) -> None:
+        with self.db.get_session() as session:
+            sessions.logout(session, refresh_token)
+
+    # -- the caller's own account --------------------------------------------------------
 
     @rpc(expected_exceptions=BookstoreError)
     def get_user(self, user_id: str) -> dict[str, Any]:
         with self.db.get_session() as session:
             return accounts.get_user(session, user_id)
 
+    @rpc(expected_exceptions=BookstoreError)
+    def update_profile(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return accounts.update_profile(session, user_id, changes)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
+        with self.db.get_session() as session:
+            accounts.change_password(session, user_id, current_password, new_password)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def request_password_reset(self, email: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return accounts.request_password_reset(session, email)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reset_password(self, token: str, new_password: str) -> None:
+        with self.db.get_session() as session:
+            accounts.reset_password(session, token, new_password)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def delete_account(self, user_id: str, password: str) -> None:
+        with self.db.get_session() as session:
+            accounts.delete_account(session, user_id, password)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def start_mfa_enrolment(self, user_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            user = accounts.find_user(session, user_id, for_update=True)
+            return mfa.start_enrolment(session, self.sealer, user)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def confirm_mfa_enrolment(self, user_id: str, code: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            user = accounts.find_user(session, user_id, for_update=True)
+            return mfa.confirm_enrolment(session, self.sealer, user, code)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def disable_mfa(self, user_id: str, password: str) -> None:
+        with self.db.get_session() as session:
+            user = accounts.find_user(session, user_id, for_update=True)
+            accounts.check_password(user, password)
+            mfa.disable(session, user)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def regenerate_recovery_codes(self, user_id: str, password: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            user = accounts.find_user(session, user_id, for_update=True)
+            accounts.check_password(user, password)
+            return mfa.regenerate_recovery_codes(session, user)
+
+    # -- address book --------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_addresses(self, user_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return addresses.list_addresses(session, user_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_address(self, user_id: str, address_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return addresses.get_address(session, user_id, address_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def add_address(
+        self, user_id: str, fields: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return run_once(
+                session,
+                AuthIdempotencyKey,
+                scope=f"add_address:{user_id}",
+                key=idempotency_key,
+                request=fields,
+                operation=lambda: addresses.add_address(session, user_id, fields),
+            )
+
+    @rpc(expected_exceptions=BookstoreError)
+    def update_address(
+        self, user_id: str, address_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return addresses.update_address(session, user_id, address_id, changes)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def delete_address(self, user_id: str, address_id: str) -> None:
+        with self.db.get_session() as session:
+            addresses.delete_address(session, user_id, address_id)
+
+    # -- administration (the gateway requires admin:users; so should any other caller) --
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_users(self, **filters: Any) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return admin.list_users(session, **filters)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def admin_get_user(self, user_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return admin.get_user(session, user_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def set_roles(self, user_id: str, roles: list[str]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return admin.set_roles(session, _actor(), user_id, roles)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def suspend_user(self, user_id: str, reason: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return admin.suspend(session, _actor(), user_id, reason)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reinstate_user(self, user_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return admin.reinstate(session, _actor(), user_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_audit_events(self, **filters: Any) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return audit.list_events(session, **filters)
+
+    @rpc
+    def record_token_refusals(self, refusals: list[dict[str, Any]]) -> int:
+        """The gateway reports the tokens it refused, in batches (see gateway/audit.py)."""
+        with self.db.get_session() as session:
+            return audit.record_token_refusals(session, refusals)
+
+    # -- keys ----------------------------------------------------------------------------
+
     @rpc
     def get_jwks(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             return self.signer.key_set(session)
 
+    @rpc(expected_exceptions=BookstoreError)
+    def rotate_signing_key(self) -> dict[str, Any]:
+        """Operators: a new signing key now (the previous one keeps verifying)."""
+        with self.db.get_session() as session:
+            kid = self.signer.rotate(session)
+            audit.record(session, "signing_key.rotated", details={"kid": kid})
+            return {"kid": kid, "jwks": self.signer.key_set(session)}
+
+    @timer(interval=3600)
+    def rotate_old_signing_key(self) -> None:
+        max_age = timedelta(days=env_int("AUTH_KEY_ROTATION_DAYS", 30))
+        with self.db.get_session() as session:
+            age = key_age(session)
+            if age is not None and age >= max_age:
+                kid = self.signer.rotate(session)
+                audit.record(session, "signing_key.rotated", details={"kid": kid, "age": str(age)})
+                log.info("signing key rotated", extra={"kid": kid})
+
     @timer(interval=3600)
     def forget_idempotency_keys(self) -> None:
         with self.db.get_session() as session:
             purge_expired(session, AuthIdempotencyKey)
+
+    @timer(interval=600)
+    def forget_expired_secrets(self) -> None:
+        with self.db.get_session() as session:
+            maintenance.purge(session, utcnow())
+
+
+def _actor() -> str:
+    return context.current().user_id or ""

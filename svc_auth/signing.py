@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session
 from common import tokens
 from common.config import env_int
 from common.db import utcnow
+from common.errors import Conflict
 from svc_auth.models import SigningKey
+from svc_auth.sealing import Sealer
 
 PASSPHRASE_CONFIG_KEY = "AUTH_KEY_PASSPHRASE"  # noqa: S105 - a setting name, not a secret
 RSA_KEY_BITS = 2048
@@ -75,6 +77,40 @@ def _newest_active_key(session: Session) -> SigningKey | None:
     ).first()
 
 
+def rotate_signing_key(session: Session, passphrase: bytes) -> SigningKey:
+    """Makes a new current key. The JWKS then lists it and the previous key (tokens the
+    previous key signed stay valid until they expire); keys older than that are retired.
+
+    Refused while the current key is younger than an access token's lifetime: retiring
+    the previous key then could cut short tokens it signed.
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _KEY_CREATION_LOCK})
+    active = session.scalars(
+        select(SigningKey)
+        .where(SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.created_at.desc())
+    ).all()
+    now = utcnow()
+    if active and now - active[0].created_at < access_token_ttl():
+        raise Conflict(
+            "The current signing key is younger than an access token's lifetime; "
+            "rotate again later.",
+            {"current_kid": active[0].kid},
+        )
+    for older in active[1:]:
+        older.retired_at = now
+    key = new_signing_key(passphrase)
+    session.add(key)
+    session.flush()
+    return key
+
+
+def key_age(session: Session) -> timedelta | None:
+    """How old the current signing key is (None when there is none yet)."""
+    key = _newest_active_key(session)
+    return None if key is None else utcnow() - key.created_at
+
+
 def public_key_set(session: Session) -> dict[str, Any]:
     """The JWKS: public halves of every key still accepted for verification."""
     keys = session.scalars(
@@ -95,6 +131,10 @@ class TokenSigner:
         changed ``AUTH_KEY_PASSPHRASE`` shows up in readiness, not at the first login)."""
         self._private_key(current_signing_key(session, self._passphrase))
 
+    def rotate(self, session: Session) -> str:
+        """Rotates the signing key (see :func:`rotate_signing_key`); returns the new kid."""
+        return rotate_signing_key(session, self._passphrase).kid
+
     def key_set(self, session: Session) -> dict[str, Any]:
         """The JWKS, after making sure there is a key to publish."""
         current_signing_key(session, self._passphrase)
@@ -108,7 +148,13 @@ class TokenSigner:
         return self._private_keys[key.kid]
 
     def access_token(
-        self, session: Session, *, subject: str, roles: list[str], scopes: list[str]
+        self,
+        session: Session,
+        *,
+        subject: str,
+        roles: list[str],
+        scopes: list[str],
+        session_id: str | None = None,
     ) -> dict[str, Any]:
         key = current_signing_key(session, self._passphrase)
         issued_at = utcnow()
@@ -124,6 +170,8 @@ class TokenSigner:
             "roles": roles,
             "scope": " ".join(scopes),
         }
+        if session_id is not None:
+            claims["sid"] = session_id  # the refresh token family this login started
         token = jwt.encode(
             claims, self._private_key(key), algorithm=tokens.ALGORITHM, headers={"kid": key.kid}
         )
@@ -140,12 +188,26 @@ class TokenSigning(DependencyProvider):
     service config; refuses to start without one."""
 
     def setup(self) -> None:
-        passphrase = str(self.container.config.get(PASSPHRASE_CONFIG_KEY) or "")
-        if not passphrase:
-            raise ConfigurationError(
-                f"{PASSPHRASE_CONFIG_KEY} is not set: it encrypts token signing keys at rest."
-            )
-        self.signer = TokenSigner(passphrase.encode())
+        self.signer = TokenSigner(configured_passphrase(self.container.config))
 
     def get_dependency(self, worker_ctx: WorkerContext) -> TokenSigner:
         return self.signer
+
+
+class Sealing(DependencyProvider):
+    """Gives the service its :class:`~svc_auth.sealing.Sealer` (same passphrase)."""
+
+    def setup(self) -> None:
+        self.sealer = Sealer(configured_passphrase(self.container.config))
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Sealer:
+        return self.sealer
+
+
+def configured_passphrase(config: dict[str, Any]) -> bytes:
+    passphrase = str(config.get(PASSPHRASE_CONFIG_KEY) or "")
+    if not passphrase:
+        raise ConfigurationError(
+            f"{PASSPHRASE_CONFIG_KEY} is not set: it encrypts the service's keys at rest."
+        )
+    return passphrase.encode()

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -15,10 +16,11 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.db import Timestamps, new_id
 from common.events import Outbox, OutboxMessage
@@ -73,6 +75,89 @@ class Product(Timestamps, Base):
     # Optimistic concurrency: every UPDATE checks and bumps the version, so two
     # concurrent edits cannot silently overwrite each other.
     __mapper_args__ = {"version_id_col": version}
+
+
+class StockLevel(Base):
+    """Stock of one product. Available = on hand - reserved; the constraints make a
+    negative or over-reserved stock impossible, whatever the code does."""
+
+    __tablename__ = "stock_levels"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="ck_stock_on_hand_not_negative"),
+        CheckConstraint("reserved >= 0", name="ck_stock_reserved_not_negative"),
+        CheckConstraint("reserved <= on_hand", name="ck_stock_not_over_reserved"),
+    )
+
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``inventory.low_stock`` is published when available falls to this or below.
+    low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class Reservation(Timestamps, Base):
+    """Stock held for one order: ``held`` until committed (sold), released, or expired."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        Index(
+            "ix_reservations_held_expiry", "expires_at", postgresql_where=text("status = 'held'")
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    order_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    items: Mapped[list[ReservationItem]] = relationship(
+        back_populates="reservation", order_by="ReservationItem.product_id", lazy="selectin"
+    )
+
+
+class ReservationItem(Base):
+    __tablename__ = "reservation_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="ck_reservation_quantity_positive"),)
+
+    reservation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reservations.id", ondelete="CASCADE"), primary_key=True
+    )
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    reservation: Mapped[Reservation] = relationship(back_populates="items")
+
+
+class Review(Base):
+    """A buyer's rating (1 to 5) and review of a book: one per customer and book."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="ck_reviews_rating_range"),
+        # The database, not a read-then-write check, makes a second review a conflict.
+        Index("uq_reviews_product_user", "product_id", "user_id", unique=True),
+        Index("ix_reviews_product_created", "product_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"))
+    user_id: Mapped[uuid.UUID]
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    title: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ProductRating(Base):
+    """A book's rating totals, kept beside the product (not on it) so a review does not
+    bump the product's version and ETag."""
+
+    __tablename__ = "product_ratings"
+
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class CatalogOutboxMessage(OutboxMessage, Base):

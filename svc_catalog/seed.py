@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from faker import Faker
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from tqdm import tqdm
@@ -221,4 +221,20 @@ def seed_catalog(
             session.commit()
             added += len(inserted)
             bar.update(len(numbers))
+    seed_stock(session)
+    session.commit()
     return added
+
+
+def seed_stock(session: Session) -> int:
+    """Gives every product without a stock row a deterministic demo quantity (about one
+    in twenty is out of stock); counts already set are left alone."""
+    result = session.execute(
+        text(
+            "INSERT INTO stock_levels (product_id, on_hand, reserved, low_stock_threshold) "
+            "SELECT id, CASE WHEN abs(hashtext(id::text)) % 20 = 0 THEN 0 "
+            "ELSE 1 + abs(hashtext(id::text)) % 40 END, 0, 5 FROM products "
+            "ON CONFLICT (product_id) DO NOTHING"
+        )
+    )
+    return result.rowcount

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
+from common.config import env_float
 from common.context import CallContextProvider
-from common.db import check_database, database
+from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
 from common.events import OutboxRelay
 from common.idempotency import purge_expired, run_once
-from common.rpc import rpc
-from svc_catalog import categories, products
+from common.metrics import ServiceMetrics
+from common.rpc import call_with_timeout, rpc
+from svc_catalog import categories, inventory, products, reviews, search_feed
 from svc_catalog.models import Base, CatalogIdempotencyKey, CatalogOutboxMessage
 
 
@@ -21,7 +24,9 @@ class CatalogService:
 
     db = database(Base)
     call_context = CallContextProvider()
+    metrics = ServiceMetrics()
     outbox_relay = OutboxRelay(Base, CatalogOutboxMessage)
+    orders = RpcProxy("order")
 
     @rpc
     def ping(self) -> dict[str, Any]:
@@ -98,6 +103,122 @@ class CatalogService:
                 request=category,
                 operation=lambda: categories.create_category(session, category),
             )
+
+    # -- inventory (the order saga and administrators) ---------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_stock(self, product_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.get_stock(session, product_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def set_stock(
+        self, product_id: str, on_hand: int, low_stock_threshold: int | None = None
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.set_stock(session, product_id, on_hand, low_stock_threshold)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def availability(self, product_ids: list[str]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.availability(session, product_ids)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reserve(
+        self, order_id: str, items: list[dict[str, Any]], ttl_seconds: int
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.reserve(session, order_id, items, ttl_seconds)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def commit_reservation(self, order_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.commit(session, order_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def release_reservation(self, order_id: str, reason: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.release(session, order_id, reason)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def extend_reservation(self, order_id: str, ttl_seconds: int) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.extend(session, order_id, ttl_seconds)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_reservation(self, order_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return inventory.get_reservation(session, order_id)
+
+    # -- reviews (customers) and the search index's feed -------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def create_review(
+        self,
+        product_id: str,
+        user_id: str,
+        review: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return run_once(
+                session,
+                CatalogIdempotencyKey,
+                scope=f"create_review:{user_id}",
+                key=idempotency_key,
+                request={"product_id": product_id, **review},
+                operation=lambda: reviews.create_review(
+                    session, product_id, user_id, review, self._has_bought
+                ),
+            )
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_reviews(
+        self, product_id: str, cursor: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return reviews.list_reviews(session, product_id, cursor=cursor, limit=limit)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def export_for_search(self, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return search_feed.export_for_search(session, after, limit)
+
+    def _has_bought(self, user_id: str, product_id: str) -> bool:
+        """Whether one of the customer's PAID, SHIPPED or DELIVERED orders has the book
+        (asked of the order service: it owns orders)."""
+        timeout = env_float("CATALOG_CALL_TIMEOUT", 5.0)
+        for status in ("DELIVERED", "SHIPPED", "PAID"):
+            cursor = None
+            while True:
+                page = call_with_timeout(
+                    self.orders.list_orders,
+                    user_id=user_id,
+                    status=status,
+                    cursor=cursor,
+                    limit=100,
+                    timeout=timeout,
+                )
+                if any(
+                    item["product_id"] == product_id
+                    for order in page["items"]
+                    for item in order["items"]
+                ):
+                    return True
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+        return False
+
+    @timer(interval=5)
+    def expire_reservations(self) -> None:
+        """Gives back the stock of abandoned checkouts, one reservation per transaction."""
+        now = utcnow()
+        with self.db.get_session() as session:
+            due = inventory.due_for_expiry(session, now)
+        for order_id in due:
+            with self.db.get_session() as session:
+                inventory.expire(session, order_id, now)
 
     @timer(interval=3600)
     def forget_idempotency_keys(self) -> None:

@@ -3,6 +3,8 @@
 Everything the suite starts is isolated from a developer's running ``bin/run``: its own
 RabbitMQ virtual host (so RPC queues and event exchanges are separate) and its own
 databases (``bookstore_test_<service>``, recreated and migrated at the start of a run).
+``BOOKSTORE_TEST_NAMESPACE`` (default ``test``) names both, so two checkouts can run their
+suites side by side on one machine.
 Between tests, :meth:`Platform.reset_data` empties every table except the signing keys
 and re-creates the administrator, so each test starts from the same state without paying
 for a restart.
@@ -10,31 +12,40 @@ for a restart.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+import psycopg2.errors
 import requests
+import yaml
 from kombu import Connection
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from common.config import SERVICE_PACKAGES, database_url
+from common.tracing import TRACES_FILE_ENV
 from ops import databases
 from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
 from svc_auth import passwords, roles
+from tests import outside
 
-VHOST = "bookstore-test"
+NAMESPACE = os.environ.get("BOOKSTORE_TEST_NAMESPACE", "test")
+VHOST = f"bookstore-{NAMESPACE}"
 # Tables that survive reset_data: the migration state, and auth's signing keys (the
 # gateway caches the public keys; new ones every test would only slow the suite down).
 KEPT_TABLES = {"alembic_version", "signing_keys"}
@@ -51,10 +62,47 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
 
 
-def test_database_url(service: str) -> str:
+def queue_consumers(vhost: str, queue_prefix: str) -> int:
+    """How many consumers the queues whose names start with ``queue_prefix`` have."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "consumers"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    counts = [line.split() for line in listing.splitlines()]
+    return sum(int(count) for name, count in counts if name.startswith(queue_prefix))
+
+
+def event_probe_process(
+    name: str, log_dir: Path, env: dict[str, str], probe_log: Path
+) -> ManagedProcess:
+    """tests/deploy/probe_service.py, a consumer of catalog's ``product.created`` that
+    writes the ids of the events it handled to ``probe_log``; broker from ``env``."""
+    config = log_dir / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({"AMQP_URI": env["AMQP_URI"]}))
+    return ManagedProcess(
+        name=name,
+        command=[
+            sys.executable,
+            "-m",
+            "ops.nameko_cli",
+            "run",
+            "--config",
+            str(config),
+            "tests.deploy.probe_service",
+        ],
+        log_path=log_dir / f"{name}.log",
+        env={**env, "PROBE_LOG": str(probe_log)},
+    )
+
+
+def test_database_url(service: str, namespace: str = NAMESPACE) -> str:
     """The service's configured server and credentials, with a test database name."""
     url = make_url(database_url(service))
-    return url.set(database=f"bookstore_test_{service}").render_as_string(hide_password=False)
+    return url.set(database=f"bookstore_{namespace}_{service}").render_as_string(
+        hide_password=False
+    )
 
 
 def amqp_uri(vhost: str = VHOST, port: int = 5672) -> str:
@@ -82,10 +130,25 @@ class Platform:
     admin: Admin
     engines: dict[str, Engine] = field(default_factory=dict)
     _admin_token: str | None = None
+    #: The SMTP server notify sends to, and moto's address (tests/outside.py).
+    smtp: outside.SmtpServer | None = None
+    aws_endpoint: str = ""
+
+    def aws(self, service: str) -> Any:
+        return outside.aws(service, self.aws_endpoint)
 
     @property
     def api(self) -> str:
         return f"{self.base_url}/api/v1"
+
+    def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        """The finished spans of one trace (hex id) that the processes have exported."""
+        path = Path(self.env[TRACES_FILE_ENV])
+        if not path.exists():
+            return []
+        with path.open() as lines:
+            spans = [json.loads(line) for line in lines if trace_id in line]
+        return [span for span in spans if span["context"]["trace_id"] == f"0x{trace_id}"]
 
     def engine(self, service: str) -> Engine:
         if service not in self.engines:
@@ -103,15 +166,7 @@ class Platform:
 
     def reset_data(self) -> None:
         for service in self.database_urls:
-            with self.engine(service).begin() as connection:
-                tables = connection.scalars(
-                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-                ).all()
-                emptied = [table for table in tables if table not in KEPT_TABLES]
-                if emptied:
-                    connection.execute(
-                        text(f"TRUNCATE {', '.join(emptied)} RESTART IDENTITY CASCADE")
-                    )
+            self._empty_tables(service)
         with self.engine("auth").begin() as connection:
             connection.execute(
                 text(
@@ -125,6 +180,29 @@ class Platform:
                     "roles": [roles.CUSTOMER, roles.ADMIN],
                 },
             )
+
+    def _empty_tables(self, service: str, attempts: int = 5) -> None:
+        # The services keep working between tests (consumers finishing the previous test's
+        # events): TRUNCATE locks table after table and can deadlock with one of their
+        # transactions. PostgreSQL then aborts one side; when it is ours, try again.
+        for attempt in range(attempts):
+            try:
+                with self.engine(service).begin() as connection:
+                    tables = connection.scalars(
+                        text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                    ).all()
+                    emptied = [table for table in tables if table not in KEPT_TABLES]
+                    if emptied:
+                        connection.execute(
+                            text(f"TRUNCATE {', '.join(emptied)} RESTART IDENTITY CASCADE")
+                        )
+                return
+            except OperationalError as error:
+                if not isinstance(error.orig, psycopg2.errors.DeadlockDetected):
+                    raise
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def admin_token(self) -> str:
         if self._admin_token is None:
@@ -147,7 +225,12 @@ class Platform:
             timeout=10,
         )
         response.raise_for_status()
-        return response.json(), self.login(email, password)
+        token = self.login(email, password)
+        me = requests.get(
+            f"{self.api}/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        me.raise_for_status()
+        return me.json(), token
 
     def start_gateway(self, amqp_uri: str, **env: str) -> tuple[ManagedProcess, str]:
         """Another gateway process (e.g. one whose broker goes through a cuttable proxy)."""
@@ -162,18 +245,24 @@ class Platform:
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
             process.stop()
+        if self.smtp is not None:
+            self.smtp.stop()
         for engine in self.engines.values():
             engine.dispose()
 
 
-def start_platform() -> Platform:
+def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None = None) -> Platform:
+    """Every service and a gateway on a vhost and databases of their own. The suite's
+    platform uses the run's namespace; a test module may start another (``namespace``
+    like ``<run namespace>_stripe``) configured differently by ``extra_env``."""
+    vhost = f"bookstore-{namespace}"
     log_dir = Path(tempfile.mkdtemp(prefix="bookstore-test-logs-"))
     with suppress(subprocess.CalledProcessError):  # there may be none
-        rabbitmqctl("delete_vhost", VHOST)
-    rabbitmqctl("add_vhost", VHOST)
-    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+        rabbitmqctl("delete_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
-    database_urls = {service: test_database_url(service) for service in SERVICE_PACKAGES}
+    database_urls = {service: test_database_url(service, namespace) for service in SERVICE_PACKAGES}
     for service, url in database_urls.items():
         databases.prepare(service, url, recreate=True)
 
@@ -185,18 +274,53 @@ def start_platform() -> Platform:
         password_hash=passwords.hash_password(admin_password),
     )
     port = free_port()
+    smtp = outside.SmtpServer(free_port())
+    smtp.start()
+    moto_port = free_port()
+    moto = outside.moto_process(moto_port, log_dir)
+    moto.start()
+    aws_endpoint = f"http://127.0.0.1:{moto_port}"
     env = {
-        "AMQP_URI": amqp_uri(),
+        "AMQP_URI": amqp_uri(vhost),
         "AUTH_KEY_PASSPHRASE": secrets.token_urlsafe(24),
         # Long enough that the session's admin token outlives the whole suite.
         "AUTH_ACCESS_TOKEN_TTL": "3600",
         "GATEWAY_PORT": str(port),
         "GATEWAY_VALIDATE_RESPONSES": "1",
         "GATEWAY_RPC_TIMEOUT": "5",
+        # Short, so the tests of stale checkouts do not wait long for the timer.
+        "ORDER_CHECKOUT_WINDOW_SECONDS": "10",
+        "ORDER_ACTION_WINDOW_SECONDS": "20",
+        # Tests train the recommender when they want to (search.train_recommender).
+        "SEARCH_TRAIN_INTERVAL": "0",  # tests train on demand
+        # The suite makes many requests from one address: limits are tested on a gateway
+        # of their own (tests/e2e/test_rate_limits.py), with keys of their own.
+        "GATEWAY_RATE_LIMITS": "default=1000000/1s,credentials=1000000/1s",
+        "GATEWAY_RATE_LIMIT_PREFIX": f"bookstore-{namespace}:{uuid.uuid4().hex}:",
+        # Every process traces, to one JSON-lines file (tests/e2e/test_tracing.py reads
+        # it), exported often so a test need not wait the default 5 s for its spans.
+        TRACES_FILE_ENV: str(log_dir / "traces.jsonl"),
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        # Notifications and the bridge talk to the SMTP server and moto above, and retry
+        # quickly so the tests of failures see every attempt and the parking.
+        "NOTIFY_SMTP_HOST": "127.0.0.1",
+        "NOTIFY_SMTP_PORT": str(smtp.port),
+        "NOTIFY_MAX_ATTEMPTS": "3",
+        "NOTIFY_RETRY_BASE_SECONDS": "0.3",
+        "NOTIFY_RETRY_MAX_SECONDS": "1",
+        "NOTIFY_WEBHOOK_TIMEOUT": "1",
+        "NOTIFY_POLL_SECONDS": "0.2",
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        **outside.AWS_TEST_ENV,
+        "BRIDGE_EVENT_BUS": "bookstore",
+        "BRIDGE_RETRY_BASE_SECONDS": "0.1",
+        "BRIDGE_BATCH_WAIT_SECONDS": "0.1",
         **{f"{service.upper()}_DATABASE_URL": url for service, url in database_urls.items()},
+        **(extra_env or {}),
     }
     processes = {service: service_process(service, log_dir, env) for service in SERVICE_PACKAGES}
     processes["gateway"] = gateway_process(log_dir, env)
+    processes["moto"] = moto
     platform = Platform(
         base_url=f"http://127.0.0.1:{port}",
         amqp_uri=env["AMQP_URI"],
@@ -205,10 +329,19 @@ def start_platform() -> Platform:
         log_dir=log_dir,
         env=env,
         admin=admin,
+        smtp=smtp,
+        aws_endpoint=aws_endpoint,
     )
     platform.reset_data()
+    try:
+        outside.wait_for_moto(aws_endpoint)
+        platform.aws("events").create_event_bus(Name=env["BRIDGE_EVENT_BUS"])
+    except Exception:
+        platform.stop()
+        raise
     for process in processes.values():
-        process.start()
+        if not process.running:
+            process.start()
     try:
         wait_until_ready(platform.base_url, list(processes.values()), timeout=60)
     except Exception:
@@ -220,5 +353,6 @@ def start_platform() -> Platform:
 def stop_platform(platform: Platform) -> None:
     platform.stop()
     if not os.environ.get("BOOKSTORE_KEEP_TEST_STATE"):
+        vhost = platform.amqp_uri.rsplit("/", 1)[1]
         with suppress(subprocess.CalledProcessError):
-            rabbitmqctl("delete_vhost", VHOST)
+            rabbitmqctl("delete_vhost", unquote(vhost))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -9,11 +12,14 @@ from typing import Any
 
 import requests
 
+from common.config import REPO_ROOT
 from common.pagination import MAX_LIMIT
 from svc_catalog.domain import isbn13_check_digit
 from tests.harness import Platform
 
 PROBLEM_JSON = "application/problem+json"
+#: The operators' shell configuration (docs/operations.md).
+SHELL_CONFIG = REPO_ROOT / "ops" / "shell.yaml"
 
 
 class Api:
@@ -125,3 +131,61 @@ def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
     assert body["correlation_id"] == response.headers["X-Request-ID"]
     assert "Traceback" not in response.text
     return body
+
+
+def outbox_events(platform: Platform, service: str, event_type: str) -> list[dict[str, Any]]:
+    """The envelopes of ``event_type`` that ``service`` wrote to its outbox, oldest first
+    (what it publishes; a test reads secrets such as a verification token from here the
+    way the notifications service reads them from the event)."""
+    from sqlalchemy import text
+
+    with platform.engine(service).connect() as connection:
+        return list(
+            connection.scalars(
+                text("SELECT envelope FROM outbox WHERE event_type = :type ORDER BY id"),
+                {"type": event_type},
+            )
+        )
+
+
+def event_data_for(platform: Platform, event_type: str, email: str) -> dict[str, Any]:
+    """The data of the newest auth ``event_type`` about ``email``."""
+    matching = [
+        envelope["data"]
+        for envelope in outbox_events(platform, "auth", event_type)
+        if envelope["data"].get("email") == email.lower()
+    ]
+    assert matching, f"no {event_type} event for {email}"
+    return matching[-1]
+
+
+def age_current_signing_key(platform: Platform) -> None:
+    """Pretends the current key was made long ago (rotation waits a token lifetime)."""
+    from sqlalchemy import text
+
+    with platform.engine("auth").begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE signing_keys SET created_at = created_at - interval '1 day' "
+                "WHERE retired_at IS NULL"
+            )
+        )
+
+
+def nameko_shell(platform: Platform, commands: str) -> str:
+    """Feeds ``commands`` to a real ``nameko shell`` started the way docs/operations.md
+    says (``--config ops/shell.yaml``, the broker from ``AMQP_URI``), as an operator
+    types them; returns what it printed. The shell stops at the first command that
+    raises (nameko's console does when its input is not a terminal)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "ops.nameko_cli", "shell", "--config", str(SHELL_CONFIG)],
+        input=commands,
+        env={**os.environ, "AMQP_URI": platform.amqp_uri},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout + completed.stderr

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Response as FlaskResponse
 
+from common.errors import NotFound
 from gateway.calls import Response, call, empty_response, header, json_response
 from gateway.conditional import etag, expected_version, none_match
 from gateway.settings import API_BASE_PATH
@@ -92,3 +93,25 @@ def create_category(body: dict[str, Any]) -> Response:
 
 def get_category(category_id: str) -> Response:
     return json_response(call("catalog", "get_category", category_id))
+
+
+def get_availability(product_id: str) -> Response:
+    products = call("catalog", "availability", [product_id])["products"]
+    product = products.get(product_id)
+    if product is None or not product["purchasable"]:
+        raise NotFound("No such product.", {"product_id": product_id})
+    available = product["available"]
+    return json_response(
+        {"product_id": product_id, "available": available, "in_stock": available > 0}
+    )
+
+
+def get_stock(product_id: str) -> Response:
+    return json_response(call("catalog", "get_stock", product_id))
+
+
+def set_stock(product_id: str, body: dict[str, Any]) -> Response:
+    stock = call(
+        "catalog", "set_stock", product_id, body["on_hand"], body.get("low_stock_threshold")
+    )
+    return json_response(stock)

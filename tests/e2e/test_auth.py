@@ -1,14 +1,21 @@
-"""Accounts and tokens through the gateway, with the real auth service behind it."""
+"""Registering, verifying, logging in and token checks, through the gateway, with the real
+auth service behind it."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import time
 import uuid
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from common import tokens
-from tests.support import assert_problem
+from tests.support import assert_problem, event_data_for, outbox_events
 
 PASSWORD = "correct horse battery"
 
@@ -23,26 +30,74 @@ def registration(**fields):
     }
 
 
-def test_register_log_in_and_read_my_account(api):
+def log_in(api, email, password=PASSWORD, **kwargs):
+    return api.post("/auth/login", json={"email": email, "password": password}, **kwargs)
+
+
+def test_register_verify_log_in_and_read_my_account(api):
     body = registration()
     response = api.post("/auth/register", json=body)
-    assert response.status_code == 201
-    user = response.json()
-    assert user["email"] == body["email"].lower()
-    assert user["roles"] == ["customer"]
+    assert response.status_code == 202
     assert "password" not in response.text
 
-    login = api.post("/auth/login", json={"email": body["email"].upper(), "password": PASSWORD})
+    login = log_in(api, body["email"].upper())
     assert login.status_code == 200
     assert login.headers["Cache-Control"] == "no-store"
-    token = login.json()
-    assert token["token_type"] == "Bearer"
-    assert token["expires_in"] > 0
-    assert "admin:catalog" not in token["scope"].split()
+    pair = login.json()
+    assert pair["token_type"] == "Bearer"
+    assert pair["expires_in"] > 0
+    assert pair["refresh_expires_in"] == 7 * 24 * 3600
+    assert "admin:catalog" not in pair["scope"].split()
 
-    me = api.get("/me", token=token["access_token"])
-    assert me.status_code == 200
-    assert me.json() == user
+    me = api.get("/me", token=pair["access_token"]).json()
+    assert me["email"] == body["email"].lower()
+    assert me["roles"] == ["customer"]
+    assert me["email_verified"] is False
+    assert me["mfa_enabled"] is False
+
+    event = event_data_for(api.platform, "user.registered", body["email"])
+    assert "password" not in json.dumps(event)
+    assert (
+        api.post("/auth/verify-email", json={"token": event["verification_token"]}).status_code
+        == 204
+    )
+    assert api.get("/me", token=pair["access_token"]).json()["email_verified"] is True
+    # Single use.
+    reused = api.post("/auth/verify-email", json={"token": event["verification_token"]})
+    assert assert_problem(reused, 422)["field"] == "token"
+
+
+def test_a_verification_token_can_be_asked_for_again(api):
+    body = registration()
+    api.post("/auth/register", json=body)
+    first = event_data_for(api.platform, "user.registered", body["email"])["verification_token"]
+    resent = api.post("/auth/verify-email/resend", json={"email": body["email"]})
+    assert resent.status_code == 202
+    second = event_data_for(api.platform, "user.verification_requested", body["email"])
+    assert (
+        api.post("/auth/verify-email", json={"token": second["verification_token"]}).status_code
+        == 204
+    )
+    # Verifying used up every outstanding verification token.
+    assert_problem(api.post("/auth/verify-email", json={"token": first}), 422)
+
+
+def test_unknown_or_malformed_verification_tokens(api):
+    assert_problem(api.post("/auth/verify-email", json={"token": "x" * 43}), 422)
+    assert_problem(api.post("/auth/verify-email", json={"token": "short"}), 400)
+    assert_problem(api.post("/auth/verify-email", json={"token": "a" * 40 + "'; --"}), 400)
+
+
+def test_registering_a_taken_address_looks_like_a_new_registration(api):
+    body = registration()
+    first = api.post("/auth/register", json=body)
+    again = api.post("/auth/register", json=registration(email=body["email"].upper()))
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    # The owner is told by email; the account is untouched (old password still works).
+    attempts = outbox_events(api.platform, "auth", "user.registration_attempted")
+    assert [event["data"]["email"] for event in attempts] == [body["email"].lower()]
+    assert log_in(api, body["email"]).status_code == 200
 
 
 def test_token_is_rs256_signed_by_a_published_key(api):
@@ -58,25 +113,17 @@ def test_token_is_rs256_signed_by_a_published_key(api):
         token, key.key, algorithms=["RS256"], audience=tokens.audience(), issuer=tokens.issuer()
     )
     assert claims["roles"] == ["customer"]
+    assert claims["sid"]  # the session (refresh token family)
 
 
 def test_wrong_password_and_unknown_email_look_the_same(api):
     body = registration()
     api.post("/auth/register", json=body)
-    wrong_password = api.post("/auth/login", json={"email": body["email"], "password": "nope"})
-    unknown_email = api.post(
-        "/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
-    )
+    wrong_password = log_in(api, body["email"], "nope")
+    unknown_email = log_in(api, "nobody@example.com")
     first, second = assert_problem(wrong_password, 401), assert_problem(unknown_email, 401)
     assert first["detail"] == second["detail"]
     assert wrong_password.headers["WWW-Authenticate"].startswith("Bearer")
-
-
-def test_duplicate_email_in_any_case_is_409(api):
-    body = registration()
-    assert api.post("/auth/register", json=body).status_code == 201
-    again = registration(email=body["email"].upper())
-    assert assert_problem(api.post("/auth/register", json=again), 409)["field"] == "email"
 
 
 @pytest.mark.parametrize(
@@ -86,12 +133,22 @@ def test_duplicate_email_in_any_case_is_409(api):
         ({"email": "ada@localhost"}, 422),  # syntactically fine, not deliverable anywhere
         ({"email": "ada@exa mple.com"}, 422),
         ({"password": "short"}, 400),
+        ({"password": "x" * 257}, 400),
         ({"accept_terms": False}, 400),
         ({"role": "admin"}, 400),  # no self-promotion through unknown fields
     ],
 )
 def test_bad_registrations(api, fields, status):
     assert_problem(api.post("/auth/register", json=registration(**fields)), status)
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["password1234", "1234567890", "qwertyuiop", "aaaaaaaaaaaa", "Password1234"],
+)
+def test_weak_and_breached_passwords_are_refused(api, password):
+    body = registration(password=password)
+    assert assert_problem(api.post("/auth/register", json=body), 422)["field"] == "password"
 
 
 def test_password_may_not_be_the_email(api):
@@ -111,8 +168,9 @@ def test_registration_replay_creates_one_account(api):
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     first = api.post("/auth/register", json=body, headers=headers)
     replay = api.post("/auth/register", json=body, headers=headers)
-    assert first.status_code == replay.status_code == 201
+    assert first.status_code == replay.status_code == 202
     assert first.json() == replay.json()
+    assert len(outbox_events(api.platform, "auth", "user.registered")) == 1
 
 
 def test_me_needs_a_token(api):
@@ -148,17 +206,18 @@ def test_create_admin_promotes_an_existing_customer(api, monkeypatch):
     assert "admin:catalog" in jwt.decode(token, options={"verify_signature": False})["scope"]
 
 
-def test_a_customer_token_edited_to_claim_admin_is_refused(api):
-    import base64
-    import json
-
-    _, token = api.platform.new_customer()
+def _forge(token: str, **changes) -> str:
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    claims["scope"] += " admin:catalog"
-    claims["roles"].append("admin")
+    claims.update(changes)
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    forged = f"{header}.{forged_payload}.{signature}"
+    return f"{header}.{forged_payload}.{signature}"
+
+
+def test_a_customer_token_edited_to_claim_admin_is_refused(api):
+    _, token = api.platform.new_customer()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    forged = _forge(token, scope=claims["scope"] + " admin:catalog", roles=["customer", "admin"])
     body = assert_problem(
         api.post("/categories", json={"slug": "forged", "name": "F"}, token=forged), 401
     )
@@ -166,17 +225,43 @@ def test_a_customer_token_edited_to_claim_admin_is_refused(api):
     assert api.get("/categories").json()["items"] == []
 
 
+def test_alg_none_and_hs256_with_the_public_key_are_refused(api):
+    _, token = api.platform.new_customer()
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["scope"] = "admin:users admin:catalog"
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": header["kid"]})
+    assert_problem(api.get("/admin/users", token=unsigned), 401)
+    # HS256 keyed with the published RSA public key: the classic algorithm confusion.
+    jwk = next(key for key in api.get("/auth/jwks").json()["keys"] if key["kid"] == header["kid"])
+    public_pem = jwt.PyJWK(jwk).key.public_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    header_segment = base64.urlsafe_b64encode(
+        json.dumps({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}).encode()
+    ).rstrip(b"=")
+    payload_segment = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
+    signing_input = header_segment + b"." + payload_segment
+    signature = base64.urlsafe_b64encode(
+        hmac.new(public_pem, signing_input, hashlib.sha256).digest()
+    ).rstrip(b"=")
+    confused = (signing_input + b"." + signature).decode()
+    assert_problem(api.get("/admin/users", token=confused), 401)
+    assert_problem(api.get("/me", token=confused), 401)
+
+
 def _sign_with_the_services_key(platform, **claims) -> str:
     """A token signed with auth's real current key (decrypted from its database, as an
     attacker who stole it could not do without the passphrase): only the claims differ."""
-    import time
-
-    from cryptography.hazmat.primitives import serialization
     from sqlalchemy import text
 
     with platform.engine("auth").connect() as connection:
         kid, pem = connection.execute(
-            text("SELECT kid, private_key_pem FROM signing_keys WHERE retired_at IS NULL")
+            text(
+                "SELECT kid, private_key_pem FROM signing_keys WHERE retired_at IS NULL "
+                "ORDER BY created_at DESC LIMIT 1"
+            )
         ).one()
     key = serialization.load_pem_private_key(
         pem.encode(), password=platform.env["AUTH_KEY_PASSPHRASE"].encode()
@@ -195,8 +280,6 @@ def _sign_with_the_services_key(platform, **claims) -> str:
 
 
 def test_tokens_are_checked_for_expiry_audience_and_issuer(api):
-    import time
-
     platform = api.platform
     good = _sign_with_the_services_key(platform)
     assert api.post("/categories", json={"slug": "ok", "name": "Ok"}, token=good).status_code == 201

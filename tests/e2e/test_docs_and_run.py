@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import requests
 
+from common.config import SERVICE_PACKAGES
 from tests.harness import free_port
 
 
@@ -56,11 +58,11 @@ def test_run_command_starts_everything_and_ctrl_c_stops_it(platform, tmp_path):
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.5)
         ready = requests.get(f"http://127.0.0.1:{port}/ready", timeout=10)
-        assert ready.status_code == 200
+        assert ready.status_code == 200, ready.text
         children = subprocess.run(
             ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
-        assert len(children) == 3, "auth, catalog and the gateway"
+        assert len(children) == len(SERVICE_PACKAGES) + 1, "every service and the gateway"
 
         supervisor.send_signal(signal.SIGINT)
         assert supervisor.wait(timeout=60) == 0
@@ -73,5 +75,13 @@ def test_run_command_starts_everything_and_ctrl_c_stops_it(platform, tmp_path):
         except requests.ConnectionError:
             pass
     finally:
+        # Children run in process groups of their own: a failed assertion above must
+        # not leave them serving (and consuming) on the test vhost for the next run.
+        leftovers = subprocess.run(
+            ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for child in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
         if supervisor.poll() is None:
             os.killpg(supervisor.pid, signal.SIGKILL)

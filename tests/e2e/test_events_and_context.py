@@ -68,7 +68,18 @@ def test_product_changes_are_published_with_the_correlation_id(api):
         "product.deleted",
     ]
     envelope, message = received[0]
-    assert set(envelope) == {"id", "type", "source", "time", "correlation_id", "version", "data"}
+    # traceparent is optional; it is there because the test platform traces.
+    assert set(envelope) == {
+        "id",
+        "type",
+        "source",
+        "time",
+        "correlation_id",
+        "version",
+        "data",
+        "traceparent",
+    }
+    assert message.headers["nameko.traceparent"] == envelope["traceparent"]
     assert envelope["source"] == "catalog"
     assert envelope["version"] == 1
     assert envelope["correlation_id"] == request_id

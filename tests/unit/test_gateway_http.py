@@ -53,7 +53,7 @@ def key_cache(private_key) -> security.KeyCache:
 @pytest.fixture(scope="module")
 def client(key_cache):
     app = create_app(
-        Settings(validate_responses=False),
+        Settings(validate_responses=False, redis_url=""),
         resolver=Resolver(function_resolver=lambda _operation_id: stub_handler),
         key_cache=key_cache,
     )
@@ -368,3 +368,15 @@ def test_absurdly_nested_json_is_400(client, mint):
         "nests too deeply"
         in problem(post_raw(client, mint, nested, "application/json"), 400)["detail"]
     )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/products/%0A",
+        "/api/v1/products/a%0Ab/availability",
+        "/api/v1/products/%0A/also-bought",
+    ],
+)
+def test_line_breaks_in_a_path_are_400_not_500(client, path):
+    assert "line breaks" in problem(client.get(path), 400)["detail"]

@@ -1,0 +1,65 @@
+"""Account administration and the audit trail (``admin:users``): svc_auth behind ``/admin``.
+
+The acting administrator travels in the call context (``user_id``), so svc_auth can
+audit who did it and refuse an admin suspending themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.calls import Response, call, json_response
+
+
+def list_users(
+    limit: int,
+    cursor: str | None = None,
+    email: str | None = None,
+    role: str | None = None,
+    status: str | None = None,
+) -> Response:
+    return json_response(
+        call(
+            "auth",
+            "list_users",
+            email=email,
+            role=role,
+            status=status,
+            cursor=cursor,
+            limit=limit,
+        )
+    )
+
+
+def admin_get_user(user_id: str) -> Response:
+    return json_response(call("auth", "admin_get_user", user_id))
+
+
+def set_user_roles(user_id: str, body: dict[str, Any]) -> Response:
+    return json_response(call("auth", "set_roles", user_id, body["roles"]))
+
+
+def suspend_user(user_id: str, body: dict[str, Any]) -> Response:
+    return json_response(call("auth", "suspend_user", user_id, body["reason"]))
+
+
+def reinstate_user(user_id: str) -> Response:
+    return json_response(call("auth", "reinstate_user", user_id))
+
+
+def list_audit_events(
+    limit: int,
+    cursor: str | None = None,
+    user_id: str | None = None,
+    action: str | None = None,
+) -> Response:
+    return json_response(
+        call(
+            "auth",
+            "list_audit_events",
+            subject_id=user_id,
+            action=action,
+            cursor=cursor,
+            limit=limit,
+        )
+    )

@@ -1,0 +1,259 @@
+"""Sending due deliveries: render, send, record the attempt; retry with backoff; park.
+
+Each delivery is sent in a transaction of its own that holds its row lock (``FOR UPDATE
+SKIP LOCKED``): two dispatchers (two instances of the service) never send the same
+delivery at once, and if this one dies mid-send the row is due again and is retried
+(at least once; webhook receivers de-duplicate on ``Bookstore-Event-Id``). Every try is
+a :class:`DeliveryAttempt`, the audit log. After ``max_attempts`` failed tries, or at
+once when no retry can help (a template error), the delivery is ``parked`` with the
+reason: it is never dropped, and an admin can replay it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import eventlet
+import jinja2
+import requests
+from eventlet.queue import LightQueue
+from nameko.containers import WorkerContext
+from nameko.extensions import DependencyProvider
+from nameko_sqlalchemy.database import DB_URIS_KEY
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from common.db import utcnow
+from svc_notify import channels
+from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
+from svc_notify.rendering import Renderer
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Exponential backoff with "equal jitter": at least half the bound, so delays
+        still grow, and a random rest, so endpoints that failed together are not all
+        called again at the same moment."""
+        bound = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return bound / 2 + rand() * bound / 2
+
+
+@dataclass
+class Sent:
+    provider_message_id: str | None = None
+    response_status: int | None = None
+
+
+@dataclass
+class Senders:
+    email: channels.EmailSender
+    sms: channels.SmsSender
+    webhooks: channels.WebhookPoster
+    renderer: Renderer = field(default_factory=Renderer)
+
+    def send(self, session: Session, delivery: Delivery) -> Sent:
+        if delivery.channel == "webhook":
+            return self._call_webhook(session, delivery)
+        try:
+            context = delivery.content["context"]
+            if delivery.channel == "email":
+                rendered = self.renderer.email(delivery.template, context)
+            else:
+                rendered = {"text": self.renderer.sms(delivery.template, context)}
+        except (jinja2.TemplateError, KeyError, TypeError, ValueError) as error:
+            raise channels.PermanentFailure(
+                f"template error in {delivery.template}: {type(error).__name__}: {error}"
+            ) from error
+        if delivery.channel == "email":
+            return Sent(
+                self.email.send(
+                    delivery.recipient, rendered["subject"], rendered["text"], rendered["html"]
+                )
+            )
+        return Sent(self.sms.send(delivery.recipient, rendered["text"]))
+
+    def _call_webhook(self, session: Session, delivery: Delivery) -> Sent:
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        if endpoint is None or not endpoint.active:
+            raise channels.PermanentFailure("the webhook endpoint was deleted")
+        status = self.webhooks.post(
+            endpoint.url,
+            endpoint.secret,
+            delivery.content["body"],
+            {
+                "Bookstore-Event-Id": str(delivery.event_id),
+                "Bookstore-Event-Type": delivery.event_type,
+                "Bookstore-Delivery-Id": str(delivery.id),
+            },
+        )
+        return Sent(response_status=status)
+
+
+def send_next(session: Session, senders: Senders, policy: RetryPolicy) -> bool:
+    """Sends the delivery due first, if any, and commits; returns whether there was one."""
+    delivery = session.scalars(
+        select(Delivery)
+        .where(Delivery.status == "pending", Delivery.next_attempt_at <= utcnow())
+        .order_by(Delivery.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if delivery is None:
+        session.rollback()
+        return False
+    attempt = delivery.attempts + 1
+    started = time.monotonic()
+    error: BaseException | None = None
+    try:
+        sent = senders.send(session, delivery)
+    except Exception as failure:  # noqa: BLE001 - every failure is recorded, then decided on
+        error, sent = failure, Sent(response_status=getattr(failure, "status", None))
+    duration_ms = int((time.monotonic() - started) * 1000)
+    delivery.attempts = attempt
+    if error is None:
+        delivery.status, delivery.next_attempt_at, delivery.last_error = "sent", None, None
+        delivery.provider_message_id = sent.provider_message_id
+        if delivery.channel != "webhook":
+            # A one-time token has done its job once sent; it need not sit in this table.
+            delivery.content = {
+                "context": {k: v for k, v in delivery.content["context"].items() if k != "token"}
+            }
+        outcome = "sent"
+    else:
+        reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        delivery.last_error = reason
+        if isinstance(error, channels.PermanentFailure) or attempt >= policy.max_attempts:
+            delivery.status, delivery.next_attempt_at, outcome = "parked", None, "parked"
+            log.error(
+                "parked %s delivery %s after %d attempt(s): %s",
+                delivery.channel,
+                delivery.id,
+                attempt,
+                reason,
+            )
+        else:
+            delay = policy.delay(attempt)
+            delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            outcome = "failed"
+            log.warning(
+                "%s delivery %s failed (attempt %d of %d); retrying in %.1fs: %s",
+                delivery.channel,
+                delivery.id,
+                attempt,
+                policy.max_attempts,
+                delay,
+                reason,
+            )
+    session.add(
+        DeliveryAttempt(
+            delivery_id=delivery.id,
+            attempt=attempt,
+            outcome=outcome,
+            error=delivery.last_error if error is not None else None,
+            provider_message_id=sent.provider_message_id,
+            response_status=sent.response_status,
+            duration_ms=duration_ms,
+        )
+    )
+    session.commit()
+    return True
+
+
+class Dispatcher(DependencyProvider):
+    """``NOTIFY_SEND_CONCURRENCY`` green threads per instance, each sending one due
+    delivery after another, polling every ``NOTIFY_POLL_SECONDS`` when none is due."""
+
+    def __init__(self, base: type = Base) -> None:
+        self.base = base
+        self._threads: list[eventlet.greenthread.GreenThread] = []
+        self._wakeups: LightQueue = LightQueue()
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.config = config
+        db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{self.base.__name__}"]
+        self.concurrency = int(config.get("NOTIFY_SEND_CONCURRENCY", 4))
+        self._engine = create_engine(
+            db_url, pool_size=self.concurrency, max_overflow=1, pool_pre_ping=True
+        )
+        self._sessions = sessionmaker(bind=self._engine)
+        self.poll_seconds = float(config.get("NOTIFY_POLL_SECONDS", 1.0))
+        self.policy = RetryPolicy(
+            max_attempts=int(config.get("NOTIFY_MAX_ATTEMPTS", 6)),
+            base_seconds=float(config.get("NOTIFY_RETRY_BASE_SECONDS", 30)),
+            max_seconds=float(config.get("NOTIFY_RETRY_MAX_SECONDS", 3600)),
+        )
+        self.senders = Senders(
+            email=channels.email_sender(config),
+            sms=channels.SnsSms(channels.aws_client("sns", config)),
+            webhooks=channels.WebhookPoster(
+                float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)), _http_session()
+            ),
+        )
+        self.sms_templates = {path.stem for path in self.senders.renderer.directory.glob("*.sms")}
+        self._running = False
+
+    def start(self) -> None:
+        self._running = True
+        self._threads = [
+            self.container.spawn_managed_thread(self._run) for _ in range(self.concurrency)
+        ]
+
+    def stop(self) -> None:
+        self._running = False
+        for _ in self._threads:
+            self._wakeups.put(None)
+        for thread in self._threads:
+            thread.wait()
+        self._engine.dispose()
+
+    def kill(self) -> None:
+        self._running = False
+        for thread in self._threads:
+            thread.kill()
+        self._engine.dispose()
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Dispatcher:
+        return self
+
+    def wake(self) -> None:
+        """New deliveries were committed: no need to wait for the next poll."""
+        for _ in range(self.concurrency):
+            self._wakeups.put(None)
+
+    def _run(self) -> None:
+        failures = 0
+        while self._running:
+            try:
+                with self._sessions() as session:
+                    sent = send_next(session, self.senders, self.policy)
+                failures = 0
+            except Exception:
+                # The database is away: deliveries wait in it; try again later.
+                failures += 1
+                log.warning("dispatcher failed", exc_info=True)
+                eventlet.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            if not sent:
+                with contextlib.suppress(eventlet.queue.Empty):
+                    self._wakeups.get(timeout=self.poll_seconds)
+
+
+def _http_session() -> requests.Session:
+    # One per instance: connections to an endpoint are reused across deliveries.
+    return requests.Session()

@@ -1,0 +1,188 @@
+"""The ``notify`` nameko service: notifications, webhooks and their audit log.
+
+Event handlers record what to send (svc_notify/notifications.py) in the transaction that
+marks the event handled; the :class:`~svc_notify.dispatch.Dispatcher` sends it with
+retries. The RPC methods serve the gateway (preferences, webhook admin, the audit log)
+and operators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+
+from common import deadletters
+from common.config import env_float
+from common.consumers import handle_once, purge_handled, reliable_event_handler
+from common.context import CallContextProvider
+from common.db import check_database, database
+from common.errors import BookstoreError, DependencyUnavailable, NotFound
+from common.metrics import ServiceMetrics
+from common.rpc import call_with_timeout, rpc
+from svc_notify import notifications, preferences, webhooks
+from svc_notify.dispatch import Dispatcher
+from svc_notify.models import Base, NotifyHandledEvent
+from svc_notify.notifications import CONSUMED
+
+
+def _call_timeout() -> float:
+    return env_float("NOTIFY_CALL_TIMEOUT", 5.0)
+
+
+class RpcDirectory:
+    """Who to write to, from auth and order over RPC, with timeouts."""
+
+    def __init__(self, auth: Any, order: Any) -> None:
+        self._auth, self._order = auth, order
+
+    def _call(self, method: Any, *args: Any) -> dict[str, Any] | None:
+        try:
+            return call_with_timeout(method, *args, timeout=_call_timeout())
+        except NotFound:
+            return None
+        except DependencyUnavailable as error:
+            # Transient for the reliable handler: retried, then parked (replayable).
+            raise TimeoutError(str(error)) from error
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        return self._call(self._auth.get_user, user_id)
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        return self._call(self._order.get_order, order_id)
+
+
+def _consumes(method: Any) -> Any:
+    """``@reliable_event_handler`` for every event type svc_notify consumes."""
+    for source, event_types in CONSUMED.items():
+        for event_type in event_types:
+            method = reliable_event_handler(source, event_type)(method)
+    return method
+
+
+class NotifyService(deadletters.DeadLetterAdmin):
+    name = "notify"
+
+    db = database(Base)
+    call_context = CallContextProvider()
+    metrics = ServiceMetrics()
+    dispatcher = Dispatcher()
+    auth = RpcProxy("auth")
+    order = RpcProxy("order")
+
+    @rpc
+    def ping(self) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            check_database(session)
+        return {"service": self.name, "status": "ok"}
+
+    # -- events --------------------------------------------------------------------------
+
+    @_consumes
+    def on_event(self, envelope: dict[str, Any]) -> None:
+        """Records the notifications and webhook calls an event causes, once."""
+        recipient = notifications.recipient_for(envelope, RpcDirectory(self.auth, self.order))
+        config = self.dispatcher.config
+        with self.db.get_session() as session:
+            handled, _ = handle_once(
+                session,
+                NotifyHandledEvent,
+                envelope,
+                "notify.on_event",
+                lambda: notifications.plan(
+                    session,
+                    envelope,
+                    recipient,
+                    web_url=str(config.get("NOTIFY_WEB_URL")),
+                    sms_templates=self.dispatcher.sms_templates,
+                ),
+            )
+            session.commit()
+        if handled:
+            self.dispatcher.wake()
+
+    # -- preferences ---------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_preferences(self, user_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return preferences.get(session, user_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def set_preferences(self, user_id: str, chosen: dict[str, Any]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return preferences.put(session, user_id, chosen)
+
+    # -- webhooks and the audit log (admins) -------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def create_webhook_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return webhooks.create_endpoint(session, request)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_webhook_endpoints(
+        self, cursor: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return webhooks.list_endpoints(session, cursor, limit)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_webhook_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return webhooks.get_endpoint(session, endpoint_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        with self.db.get_session() as session:
+            webhooks.delete_endpoint(session, endpoint_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_deliveries(
+        self,
+        endpoint_id: str,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return webhooks.list_deliveries(session, endpoint_id, status, cursor, limit)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_delivery(self, delivery_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return webhooks.get_delivery(session, delivery_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def replay_delivery(self, delivery_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            replayed = webhooks.replay_delivery(session, delivery_id)
+        self.dispatcher.wake()
+        return replayed
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_notification_attempts(
+        self,
+        user_id: str | None = None,
+        channel: str | None = None,
+        outcome: str | None = None,
+        event_id: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return webhooks.list_attempts(
+                session,
+                user_id=user_id,
+                channel=channel,
+                outcome=outcome,
+                event_id=event_id,
+                cursor=cursor,
+                limit=limit,
+            )
+
+    @timer(interval=3600)
+    def forget_handled_events(self) -> None:
+        with self.db.get_session() as session:
+            purge_handled(session, NotifyHandledEvent)

@@ -1,0 +1,1 @@
+"""Carts, orders and the checkout saga (the ``order`` service)."""

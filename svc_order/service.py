@@ -1,0 +1,267 @@
+"""The ``order`` nameko service: carts, orders and the checkout saga, thin entrypoints."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+
+from common import deadletters, schemas
+from common.config import env_float
+from common.consumers import handle_once, purge_handled, reliable_event_handler
+from common.context import CallContextProvider
+from common.db import check_database, database, utcnow
+from common.errors import BookstoreError, DependencyUnavailable, NotFound
+from common.events import OutboxRelay
+from common.metrics import ServiceMetrics
+from common.rpc import call_with_timeout, rpc
+from svc_order import carts, orders
+from svc_order.checkout import Checkout
+from svc_order.models import Base, OrderHandledEvent, OrderOutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+def _call_timeout() -> float:
+    return env_float("ORDER_CALL_TIMEOUT", 5.0)
+
+
+class RpcRemote:
+    """The saga's view of the other services, over RPC with timeouts."""
+
+    def __init__(self, auth: Any, catalog: Any, payment: Any) -> None:
+        self._auth, self._catalog, self._payment = auth, catalog, payment
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        return call_with_timeout(method, *args, timeout=_call_timeout())
+
+    def availability(self, product_ids: list[str]) -> dict[str, Any]:
+        return self._call(self._catalog.availability, product_ids)
+
+    def get_address(self, user_id: str, address_id: str) -> dict[str, Any]:
+        return self._call(self._auth.get_address, user_id, address_id)
+
+    def reserve(
+        self, order_id: str, items: list[dict[str, Any]], ttl_seconds: int
+    ) -> dict[str, Any]:
+        return self._call(self._catalog.reserve, order_id, items, ttl_seconds)
+
+    def commit_reservation(self, order_id: str) -> dict[str, Any]:
+        return self._call(self._catalog.commit_reservation, order_id)
+
+    def release_reservation(self, order_id: str, reason: str) -> dict[str, Any]:
+        return self._call(self._catalog.release_reservation, order_id, reason)
+
+    def authorize(
+        self, order_id: str, amount: int, currency: str, payment_method: str, not_after: str
+    ) -> dict[str, Any]:
+        return self._call(
+            self._payment.authorize, order_id, amount, currency, payment_method, not_after
+        )
+
+    def get_payment(self, order_id: str) -> dict[str, Any]:
+        return self._call(self._payment.get_payment, order_id)
+
+    def refund(self, order_id: str, reason: str, amount: int | None = None) -> dict[str, Any]:
+        return self._call(self._payment.refund, order_id, reason, amount)
+
+    def extend_reservation(self, order_id: str, ttl_seconds: int) -> dict[str, Any]:
+        return self._call(self._catalog.extend_reservation, order_id, ttl_seconds)
+
+    def cancel_unfinished_payment(self, order_id: str) -> dict[str, Any]:
+        return self._call(self._payment.cancel_unfinished, order_id)
+
+    def payment_record(self, order_id: str) -> dict[str, Any]:
+        """The payment, its attempts and refunds (for the order's payments view)."""
+        try:
+            payment = self._call(self._payment.get_payment, order_id)
+        except NotFound:
+            return {"payment": None, "attempts": [], "refunds": []}
+        return {
+            "payment": payment,
+            "attempts": self._call(self._payment.list_attempts, order_id),
+            "refunds": self._call(self._payment.list_refunds, order_id),
+        }
+
+
+class OrderService(deadletters.DeadLetterAdmin):
+    name = "order"
+
+    db = database(Base)
+    call_context = CallContextProvider()
+    metrics = ServiceMetrics()
+    outbox_relay = OutboxRelay(Base, OrderOutboxMessage)
+    auth = RpcProxy("auth")
+    catalog = RpcProxy("catalog")
+    payment = RpcProxy("payment")
+
+    def _checkout(self) -> Checkout:
+        return Checkout(self.db.get_session, RpcRemote(self.auth, self.catalog, self.payment))
+
+    @rpc
+    def ping(self) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            check_database(session)
+        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
+
+    # -- cart ----------------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_cart(self, user_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            rows = carts.lines(session, user_id)
+            product_ids = [str(row.product_id) for row in rows]
+            products = RpcRemote(self.auth, self.catalog, self.payment).availability(product_ids)
+            return carts.view(rows, products["products"])
+
+    @rpc(expected_exceptions=BookstoreError)
+    def set_cart_item(self, user_id: str, product_id: str, quantity: int) -> dict[str, Any]:
+        remote = RpcRemote(self.auth, self.catalog, self.payment)
+        product = remote.availability([product_id])["products"].get(product_id)
+        with self.db.get_session() as session:
+            carts.set_quantity(session, user_id, product_id, quantity, product)
+        return self.get_cart(user_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def remove_cart_item(self, user_id: str, product_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            carts.remove(session, user_id, product_id)
+        return self.get_cart(user_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def clear_cart(self, user_id: str) -> None:
+        with self.db.get_session() as session:
+            carts.clear(session, user_id)
+
+    # -- orders --------------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def place_order(
+        self, user_id: str, request: dict[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        schemas.validate("OrderCreate", request)
+        return self._checkout().place_order(user_id, request, idempotency_key)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_order(self, order_id: str, user_id: str | None = None) -> dict[str, Any]:
+        """``user_id`` set: only if that customer placed it (None: an admin's look-up)."""
+        with self.db.get_session() as session:
+            if user_id is None:
+                return orders.order_to_dict(orders.find(session, order_id))
+            return orders.order_to_dict(orders.find_owned(session, order_id, user_id))
+
+    @rpc(expected_exceptions=BookstoreError)
+    def list_orders(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return orders.list_orders(
+                session, user_id=user_id, status=status, cursor=cursor, limit=limit
+            )
+
+    @rpc(expected_exceptions=BookstoreError)
+    def cancel_order(
+        self, order_id: str, actor_id: str, owner_id: str | None = None
+    ) -> dict[str, Any]:
+        return self._checkout().cancel(order_id, actor_id, owner_id=owner_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def ship_order(self, order_id: str, actor_id: str) -> dict[str, Any]:
+        return self._move(order_id, orders.SHIPPED, actor_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def deliver_order(self, order_id: str, actor_id: str) -> dict[str, Any]:
+        return self._move(order_id, orders.DELIVERED, actor_id)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def refund_order(
+        self, order_id: str, actor_id: str, reason: str, amount: int | None = None
+    ) -> dict[str, Any]:
+        return self._checkout().refund(order_id, actor_id, reason, amount)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def get_order_payments(self, order_id: str, user_id: str | None = None) -> dict[str, Any]:
+        """The order's payment record (``user_id`` set: only if that customer placed it)."""
+        self.get_order(order_id, user_id)  # raises NotFound for someone else's order
+        record = RpcRemote(self.auth, self.catalog, self.payment).payment_record(order_id)
+        if record["payment"] is not None:
+            record["payment"].pop("client_secret", None)
+        return {"order_id": order_id, **record}
+
+    def _move(self, order_id: str, target: str, actor_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            order = orders.find(session, order_id, for_update=True)
+            orders.transition(
+                session, order, target, reason="by an administrator", actor_id=actor_id
+            )
+            return orders.order_to_dict(order)
+
+    # -- events --------------------------------------------------------------------------
+
+    @reliable_event_handler("auth", "user.deleted")
+    def forget_deleted_users_cart(self, envelope: dict[str, Any]) -> None:
+        """A deleted account's cart goes with it (its orders stay, anonymous)."""
+        user_id = str(envelope["data"]["user_id"])
+        with self.db.get_session() as session:
+            handle_once(
+                session,
+                OrderHandledEvent,
+                envelope,
+                "order.forget_deleted_users_cart",
+                lambda: carts.clear(session, user_id),
+            )
+
+    @reliable_event_handler("catalog", "inventory.reservation_expired")
+    def settle_checkout_whose_stock_expired(self, envelope: dict[str, Any]) -> None:
+        """The stock of an unfinished checkout went back: settle the order now rather than
+        at the timer's next round. Settling twice is harmless, so no handled-id is kept."""
+        try:
+            self._checkout().settle(str(envelope["data"]["order_id"]))
+        except DependencyUnavailable as error:
+            # The timer settles it later anyway: not worth parking the event for.
+            log.info("settling on expiry postponed: %s", error)
+
+    @reliable_event_handler("payment", "payment.succeeded")
+    def finish_order_paid_later(self, envelope: dict[str, Any]) -> None:
+        """3-D Secure completed (or any success the saga did not see itself)."""
+        data = envelope["data"]
+        self._settle_from_event(lambda checkout: checkout.payment_settled(data["order_id"], data))
+
+    @reliable_event_handler("payment", "payment.failed")
+    def cancel_order_payment_failed_later(self, envelope: dict[str, Any]) -> None:
+        data = envelope["data"]
+        self._settle_from_event(lambda checkout: checkout.payment_settled(data["order_id"], data))
+
+    @reliable_event_handler("payment", "payment.refunded")
+    def note_refund(self, envelope: dict[str, Any]) -> None:
+        data = envelope["data"]
+        self._settle_from_event(lambda checkout: checkout.payment_refunded(data["order_id"], data))
+
+    def _settle_from_event(self, action: Any) -> None:
+        try:
+            action(self._checkout())
+        except NotFound:
+            log.warning("a payment event names an order this service does not have")
+        except DependencyUnavailable as error:
+            # Transient for us: retried in-process, then parked for replay.
+            raise TimeoutError(str(error)) from error
+
+    # -- timers --------------------------------------------------------------------------
+
+    @timer(interval=10)
+    def settle_stale_checkouts(self) -> None:
+        self._checkout().converge()
+
+    @timer(interval=3600)
+    def forget_expired_carts(self) -> None:
+        with self.db.get_session() as session:
+            removed = carts.purge_expired(session, utcnow())
+            purge_handled(session, OrderHandledEvent)
+        if removed:
+            log.info("expired carts removed", extra={"lines": removed})

@@ -1,0 +1,272 @@
+"""The ``search`` nameko service: thin entrypoints over svc_search's use cases."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from eventlet import tpool
+from nameko.containers import WorkerContext
+from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+
+from common import deadletters
+from common.config import env_float
+from common.consumers import handle_once, purge_handled, reliable_event_handler
+from common.context import CallContextProvider
+from common.db import check_database, database
+from common.errors import BookstoreError
+from common.metrics import ServiceMetrics
+from common.rpc import call_with_timeout, rpc
+from svc_search import indexing, recommend
+from svc_search.engine import SearchEngine
+from svc_search.indexing import Category
+from svc_search.models import Base, SearchHandledEvent
+from svc_search.query import parse_search, parse_suggest
+
+log = logging.getLogger(__name__)
+
+#: Categories are few and rarely change; a book naming an unknown one refreshes at once.
+CATEGORY_CACHE_SECONDS = 60.0
+
+
+def _call_timeout() -> float:
+    return env_float("SEARCH_CALL_TIMEOUT", 5.0)
+
+
+class Engine(DependencyProvider):
+    """The search engine the configuration names, one per service instance (its circuit
+    breaker is per process)."""
+
+    def setup(self) -> None:
+        self.engine = SearchEngine.from_config(self.container.config)
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> SearchEngine:
+        return self.engine
+
+
+class CategoryCache(DependencyProvider):
+    """The catalog's categories (id -> name, parent), fetched over RPC and kept a minute."""
+
+    def setup(self) -> None:
+        self.categories: dict[str, Category] = {}
+        self.fetched_at = 0.0
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> CategoryCache:
+        return self
+
+    def resolve(self, catalog: Any, category_id: str | None) -> dict[str, Category]:
+        stale = time.monotonic() - self.fetched_at > CATEGORY_CACHE_SECONDS
+        if stale or (category_id and category_id not in self.categories):
+            self.categories = fetch_categories(catalog)
+            self.fetched_at = time.monotonic()
+        return self.categories
+
+
+def fetch_categories(catalog: Any) -> dict[str, Category]:
+    """Every category, following the catalog's pages."""
+    categories: dict[str, Category] = {}
+    cursor = None
+    while True:
+        page = call_with_timeout(
+            catalog.list_categories, cursor=cursor, limit=100, timeout=_call_timeout()
+        )
+        for item in page["items"]:
+            categories[item["id"]] = Category(item["id"], item["name"], item["parent_id"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return categories
+
+
+class SearchService(deadletters.DeadLetterAdmin):
+    name = "search"
+
+    db = database(Base)
+    call_context = CallContextProvider()
+    metrics = ServiceMetrics()
+    engine = Engine()
+    category_cache = CategoryCache()
+    catalog = RpcProxy("catalog")
+    config = Config()
+
+    @rpc
+    def ping(self) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            check_database(session)
+        return {"service": self.name, **self.engine.health()}
+
+    # -- search --------------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def search(
+        self,
+        q: str | None = None,
+        filters: dict[str, Any] | None = None,
+        sort: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        query = parse_search(q, filters, sort, cursor, limit)
+        with self.db.get_session() as session:
+            return self.engine.search(session, query)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def suggest(self, q: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        prefix, limit = parse_suggest(q, limit)
+        with self.db.get_session() as session:
+            return self.engine.suggest(session, prefix, limit)
+
+    @rpc
+    def index_status(self) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            status = indexing.index_status(session)
+        return {**status, "backend": self.engine.backend, **self.engine.health()}
+
+    # -- recommendations -------------------------------------------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def also_bought(self, product_id: str, limit: int | None = None) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return recommend.also_bought(session, product_id, limit)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def recommendations(self, user_id: str, limit: int | None = None) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return recommend.for_user(session, user_id, limit)
+
+    @rpc
+    def recommender_status(self) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return recommend.status(session)
+
+    @rpc
+    def train_recommender(self) -> dict[str, Any]:
+        """Trains now (operators, tests); the timer does it every SEARCH_TRAIN_INTERVAL."""
+        return self._train(force=True) or {"trained": False}
+
+    def _train(self, force: bool) -> dict[str, Any] | None:
+        configured = self.config.get("SEARCH_TRAIN_INTERVAL")
+        interval = float(300 if configured in (None, "") else configured)
+        with self.db.get_session() as session:
+            # The fitting is CPU work in numpy/scipy: in a real thread, so this instance's
+            # green threads (RPC, events) keep running meanwhile. Database work stays here.
+            return recommend.train_if_due(session, interval, force, run=tpool.execute)
+
+    # -- events: the index -------------------------------------------------------------------
+
+    @reliable_event_handler("catalog", "product.created")
+    def index_created_product(self, envelope: dict[str, Any]) -> None:
+        self._index_product(envelope, "search.index_created_product")
+
+    @reliable_event_handler("catalog", "product.updated")
+    def index_updated_product(self, envelope: dict[str, Any]) -> None:
+        self._index_product(envelope, "search.index_updated_product")
+
+    @reliable_event_handler("catalog", "product.deleted")
+    def index_deleted_product(self, envelope: dict[str, Any]) -> None:
+        self._index_product(envelope, "search.index_deleted_product", deleted=True)
+
+    def _index_product(self, envelope: dict[str, Any], handler: str, deleted: bool = False) -> None:
+        product = envelope["data"]
+        categories = self.category_cache.resolve(self.catalog, product.get("category_id"))
+        available = 0
+        if not deleted:
+            answer = call_with_timeout(
+                self.catalog.availability, [product["id"]], timeout=_call_timeout()
+            )
+            found = answer["products"].get(product["id"])
+            available = found["available"] if found else 0
+        values = indexing.document_values(product, categories, available=available, deleted=deleted)
+        with self.db.get_session() as session:
+            handle_once(
+                session,
+                SearchHandledEvent,
+                envelope,
+                handler,
+                lambda: indexing.upsert_product(session, values),
+            )
+
+    @reliable_event_handler("catalog", "inventory.adjusted")
+    def index_adjusted_stock(self, envelope: dict[str, Any]) -> None:
+        self._index_stock([envelope["data"]["product_id"]])
+
+    @reliable_event_handler("catalog", "inventory.reserved")
+    def index_reserved_stock(self, envelope: dict[str, Any]) -> None:
+        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+
+    @reliable_event_handler("catalog", "inventory.committed")
+    def index_committed_stock(self, envelope: dict[str, Any]) -> None:
+        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+
+    @reliable_event_handler("catalog", "inventory.released")
+    def index_released_stock(self, envelope: dict[str, Any]) -> None:
+        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+
+    @reliable_event_handler("catalog", "inventory.reservation_expired")
+    def index_expired_reservation_stock(self, envelope: dict[str, Any]) -> None:
+        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+
+    def _index_stock(self, product_ids: list[str]) -> None:
+        """Availability as the catalog has it now: setting a current figure twice is
+        harmless, so these handlers keep no handled ids."""
+        if not product_ids:
+            return
+        answer = call_with_timeout(self.catalog.availability, product_ids, timeout=_call_timeout())
+        available = {
+            product_id: product["available"]
+            for product_id, product in answer["products"].items()
+            if product["purchasable"]
+        }
+        with self.db.get_session() as session:
+            indexing.set_availability(session, available)
+
+    @reliable_event_handler("catalog", "review.created")
+    def index_rating(self, envelope: dict[str, Any]) -> None:
+        data = envelope["data"]
+        with self.db.get_session() as session:
+            indexing.set_rating(
+                session,
+                data["product_id"],
+                data["product_rating"]["average"],
+                data["product_rating"]["count"],
+            )
+
+    # -- events: what customers bought -------------------------------------------------------
+
+    @reliable_event_handler("order", "order.paid")
+    def record_purchase(self, envelope: dict[str, Any]) -> None:
+        with self.db.get_session() as session:
+            handle_once(
+                session,
+                SearchHandledEvent,
+                envelope,
+                "search.record_purchase",
+                lambda: recommend.record_order(session, envelope["data"], envelope["time"]),
+            )
+
+    @reliable_event_handler("order", "order.refunded")
+    def forget_refunded_purchase(self, envelope: dict[str, Any]) -> None:
+        """A refunded order was not a purchase after all (returned, or never shipped)."""
+        with self.db.get_session() as session:
+            recommend.forget_order(session, envelope["data"]["id"])
+
+    # -- timers ------------------------------------------------------------------------------
+
+    @timer(interval=10)
+    def train_when_due(self) -> None:
+        trained = self._train(force=False)
+        if trained:
+            log.info("recommender trained", extra={"model": trained})
+
+    @timer(interval=1)
+    def push_to_elasticsearch(self) -> None:
+        with self.db.get_session() as session:
+            self.engine.push_dirty(session)
+
+    @timer(interval=3600)
+    def forget_handled_events(self) -> None:
+        with self.db.get_session() as session:
+            purge_handled(session, SearchHandledEvent)

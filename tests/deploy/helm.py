@@ -1,0 +1,37 @@
+"""Rendering the Helm chart with Helm's own engine (helm-python-sdk bundles it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import yaml
+
+from common.config import REPO_ROOT
+
+CHART = REPO_ROOT / "charts" / "bookstore"
+#: The oldest Kubernetes the chart promises to work on (Chart.yaml's kubeVersion is lower).
+KUBERNETES_VERSION = "1.33.0"
+RELEASE = "shop"
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object of a fresh install with these values (hooks included)."""
+    chart = helm_python.Chart.load(CHART)
+    manifests = chart.render(values, name=RELEASE, namespace="bookstore", is_install=True)
+    objects = [
+        document for text in manifests.values() for document in yaml.safe_load_all(text) if document
+    ]
+    for document in objects:
+        # strict: an unknown field (a typo, a field in the wrong place) is an error too
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    return objects
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+
+
+def component(obj: dict[str, Any]) -> str:
+    return obj["metadata"]["labels"]["app.kubernetes.io/component"]

@@ -1,0 +1,47 @@
+"""The container entry points: ``bookstore ping`` answers for a real service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests import harness
+
+
+def _ping(env: dict[str, str], service: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", "ping", service, "--timeout", "2"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_ping_succeeds_for_a_running_service(platform):
+    result = _ping(platform.env, "catalog")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "catalog: ok"
+
+
+def test_ping_fails_when_no_instance_answers(platform):
+    # A vhost where nothing runs: the broker is there, the service is not.
+    vhost = f"{harness.VHOST}-empty"
+    harness.rabbitmqctl("add_vhost", vhost)
+    harness.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        result = _ping({**platform.env, "AMQP_URI": harness.amqp_uri(vhost)}, "auth")
+    finally:
+        harness.rabbitmqctl("delete_vhost", vhost)
+    assert result.returncode == 1
+    assert result.stdout.startswith("auth: ")
+    assert "ok" not in result.stdout
+
+
+def test_ping_fails_when_the_broker_is_unreachable(platform):
+    dead = harness.amqp_uri(port=harness.free_port())
+    result = _ping({**platform.env, "AMQP_URI": dead}, "auth")
+    assert result.returncode == 1
+    assert "unreachable" in result.stdout

@@ -1,0 +1,73 @@
+"""The circuit breaker as plain Python, with a hand-driven clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from common.errors import DependencyUnavailable, InvalidInput
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def failing() -> None:
+    raise TimeoutError("no answer")
+
+
+def is_failure(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError)
+
+
+def test_opens_after_consecutive_failures_and_fails_fast():
+    clock = Clock()
+    breaker = CircuitBreaker("provider", failure_threshold=3, reset_after=10, clock=clock)
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            breaker.call(failing, is_failure=is_failure)
+    assert breaker.state == OPEN
+    calls = []
+    with pytest.raises(DependencyUnavailable):
+        breaker.call(lambda: calls.append(1), is_failure=is_failure)
+    assert calls == [], "an open circuit does not call"
+
+
+def test_answers_that_are_not_failures_do_not_count():
+    breaker = CircuitBreaker("provider", failure_threshold=2)
+
+    def declined() -> None:
+        raise InvalidInput("bad card")
+
+    for _ in range(5):
+        with pytest.raises(InvalidInput):
+            breaker.call(declined, is_failure=is_failure)
+    assert breaker.state == CLOSED
+
+
+def test_a_success_resets_the_count():
+    breaker = CircuitBreaker("provider", failure_threshold=2)
+    with pytest.raises(TimeoutError):
+        breaker.call(failing, is_failure=is_failure)
+    assert breaker.call(lambda: "ok", is_failure=is_failure) == "ok"
+    with pytest.raises(TimeoutError):
+        breaker.call(failing, is_failure=is_failure)
+    assert breaker.state == CLOSED
+
+
+def test_half_open_lets_one_trial_through():
+    clock = Clock()
+    breaker = CircuitBreaker("provider", failure_threshold=1, reset_after=10, clock=clock)
+    with pytest.raises(TimeoutError):
+        breaker.call(failing, is_failure=is_failure)
+    clock.now = 11
+    assert breaker.state == HALF_OPEN
+    with pytest.raises(TimeoutError):
+        breaker.call(failing, is_failure=is_failure)
+    assert breaker.state == OPEN, "a failed trial opens it again"
+    clock.now = 22
+    assert breaker.call(lambda: "back", is_failure=is_failure) == "back"
+    assert breaker.state == CLOSED
