@@ -53,7 +53,11 @@ def run_platform(books: int, port: int) -> int:
     print("Preparing databases and demo data...")
     admin_email, admin_password = _prepare_data(books)
 
-    env = {"GATEWAY_PORT": str(port)}
+    env = {
+        "GATEWAY_PORT": str(port),
+        # Everything runs on this machine, webhook receivers under development included.
+        "NOTIFY_WEBHOOK_ALLOW_PRIVATE": os.environ.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
+    }
     processes: list[ManagedProcess] = [
         *(service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES),
         gateway_process(LOG_DIR, env),

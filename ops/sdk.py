@@ -9,6 +9,7 @@ silently lacks an endpoint is worse than none (docs/decisions/0025).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -28,6 +29,11 @@ class SdkGenerationFailed(Exception):
 
 def generate_sdk(output: Path, *, overwrite: bool = False, spec: Path = SPEC_PATH) -> Path:
     """Generates the client project into ``output``; returns the package's directory."""
+    if importlib.util.find_spec("openapi_python_client") is None:
+        raise SystemExit(
+            "bookstore sdk needs the development tools: pip install -r requirements-dev.txt "
+            "-c constraints.txt"
+        )
     command = [
         sys.executable,
         "-m",

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import smtplib
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import boto3
 import requests
@@ -171,13 +175,62 @@ def verify_signature(
     return any(key == "v1" and hmac.compare_digest(value, expected) for key, value in parts)
 
 
+Resolver = Callable[[str], list[str]]
+
+
+def private_webhooks_allowed(config: dict[str, Any]) -> bool:
+    """``NOTIFY_WEBHOOK_ALLOW_PRIVATE``: false unless set (development and tests set it,
+    their receivers listen on loopback)."""
+    value = config.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE", False)
+    return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address ``host`` resolves to (empty when it does not resolve)."""
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+    except (socket.gaierror, UnicodeError):
+        return []
+
+
+def refused_destination(url: str, resolve: Resolver = resolve_host) -> str | None:
+    """Why a webhook may not be sent to ``url``, or None. Webhooks go to the internet:
+    an address on loopback, a private network, link-local (cloud metadata services at
+    169.254.169.254) or any other non-public range would let whoever registers an
+    endpoint make this service call inside our network (SSRF). Every address the name
+    resolves to must be public."""
+    host = urlsplit(url).hostname
+    if not host:
+        return "the URL has no host"
+    addresses = resolve(host)
+    if not addresses:
+        return f"{host} does not resolve"
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+            return f"{host} resolves to {address}, which is not a public address"
+    return None
+
+
 @dataclass
 class WebhookPoster:
     timeout: float
     session: requests.Session
+    #: Private, loopback and link-local destinations allowed (development and tests).
+    allow_private: bool = False
+    resolve: Resolver = resolve_host
+
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` may not receive webhooks here, or None (:func:`refused_destination`)."""
+        return None if self.allow_private else refused_destination(url, self.resolve)
 
     def post(self, url: str, secret: str, body: str, headers: dict[str, str]) -> int:
         """POSTs ``body`` signed; returns the 2xx status or raises :class:`WebhookFailed`."""
+        # Checked again at every delivery: a name may point elsewhere since it was
+        # registered (DNS rebinding). A name that changes between this check and the
+        # connection is not caught; a proxy that pins addresses would be (not here).
+        refused = self.refusal(url)
+        if refused:
+            raise WebhookFailed(f"destination refused: {refused}")
         signed = {
             **headers,
             "Content-Type": "application/json",

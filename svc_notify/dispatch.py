@@ -202,7 +202,9 @@ class Dispatcher(DependencyProvider):
             email=channels.email_sender(config),
             sms=channels.SnsSms(channels.aws_client("sns", config)),
             webhooks=channels.WebhookPoster(
-                float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)), _http_session()
+                float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)),
+                _http_session(),
+                allow_private=channels.private_webhooks_allowed(config),
             ),
         )
         self.sms_templates = {path.stem for path in self.senders.renderer.directory.glob("*.sms")}

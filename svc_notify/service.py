@@ -119,7 +119,9 @@ class NotifyService(deadletters.DeadLetterAdmin):
     @rpc(expected_exceptions=BookstoreError)
     def create_webhook_endpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         with self.db.get_session() as session:
-            return webhooks.create_endpoint(session, request)
+            return webhooks.create_endpoint(
+                session, request, self.dispatcher.senders.webhooks.refusal
+            )
 
     @rpc(expected_exceptions=BookstoreError)
     def list_webhook_endpoints(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,12 +37,19 @@ def endpoint_to_dict(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
-def create_endpoint(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+def create_endpoint(
+    session: Session, request: dict[str, Any], refusal: Callable[[str], str | None]
+) -> dict[str, Any]:
+    """Registers an endpoint; ``refusal(url)`` says why a destination is not allowed
+    (not a public address: ``WebhookPoster.refusal``)."""
     schemas.validate("WebhookEndpointCreate", request)
     url = request["url"]
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidInput("url: must be an absolute http or https URL.", {"field": "url"})
+    refused = refusal(url)
+    if refused:
+        raise InvalidInput(f"url: not allowed: {refused}.", {"field": "url"})
     unknown = sorted(set(request["event_types"]) - {*WEBHOOK_EVENT_TYPES, "*"})
     if unknown:
         raise InvalidInput(

@@ -172,14 +172,7 @@ class SearchService(deadletters.DeadLetterAdmin):
     def _index_product(self, envelope: dict[str, Any], handler: str, deleted: bool = False) -> None:
         product = envelope["data"]
         categories = self.category_cache.resolve(self.catalog, product.get("category_id"))
-        available = 0
-        if not deleted:
-            answer = call_with_timeout(
-                self.catalog.availability, [product["id"]], timeout=_call_timeout()
-            )
-            found = answer["products"].get(product["id"])
-            available = found["available"] if found else 0
-        values = indexing.document_values(product, categories, available=available, deleted=deleted)
+        values = indexing.document_values(product, categories, deleted=deleted)
         with self.db.get_session() as session:
             handle_once(
                 session,
@@ -188,6 +181,12 @@ class SearchService(deadletters.DeadLetterAdmin):
                 handler,
                 lambda: indexing.upsert_product(session, values),
             )
+        if not deleted:
+            # Availability is read once the row exists: a stock change committed before
+            # this read is in it, and a later one's event finds the row to update. (Read
+            # before the insert, a change in between found no row and was lost.) A retry
+            # of this event skips the upsert above and reads again.
+            self._index_stock([product["id"]])
 
     @reliable_event_handler("catalog", "inventory.adjusted")
     def index_adjusted_stock(self, envelope: dict[str, Any]) -> None:

@@ -309,6 +309,8 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         "NOTIFY_RETRY_BASE_SECONDS": "0.3",
         "NOTIFY_RETRY_MAX_SECONDS": "1",
         "NOTIFY_WEBHOOK_TIMEOUT": "1",
+        # The tests' webhook receivers listen on loopback (the refusal: unit tests).
+        "NOTIFY_WEBHOOK_ALLOW_PRIVATE": "true",
         "NOTIFY_POLL_SECONDS": "0.2",
         "AWS_ENDPOINT_URL": aws_endpoint,
         **outside.AWS_TEST_ENV,

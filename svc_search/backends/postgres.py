@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +64,11 @@ _ORDER = {
     "newest": ("created_at DESC, product_id DESC", "<"),
     "rating": ("rating_average DESC, rating_count DESC, product_id DESC", "<"),
 }
+#: What the facet counts read of each match.
+_FACET_COLUMNS = (
+    "category_id, category_name, authors, author_keys, price_amount, rating_average, "
+    "rating_count, in_stock"
+)
 HIT_COLUMNS = (
     "product_id",
     "isbn13",
@@ -87,8 +93,16 @@ def hit_columns(alias: str = "") -> str:
 
 
 def search(session: Session, query: SearchQuery, exact_limit: int = EXACT_LIMIT) -> dict[str, Any]:
-    # Bitmaps of broad matches stay exact (not lossy, which rechecks whole pages).
-    session.execute(text("SET LOCAL work_mem = '32MB'"))
+    # For this transaction: bitmaps of broad matches stay exact (lossy ones recheck whole
+    # pages); the sample of a broad text is the same rows for every page of it (a
+    # synchronised or parallel scan would start elsewhere, or interleave).
+    session.execute(
+        text(
+            "SELECT set_config('work_mem', '32MB', true), "
+            "set_config('synchronize_seqscans', 'off', true), "
+            "set_config('max_parallel_workers_per_gather', '0', true)"
+        )
+    )
     result = _run(session, query, query.text, exact_limit)
     if result["total_hint"] == 0 and query.text and not query.isbn13 and not query.after:
         corrected = correct_spelling(session, query.text)
@@ -106,32 +120,39 @@ def _answer(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(session: Session, query: SearchQuery, words: str, exact_limit: int) -> dict[str, Any]:
+    """One page, and the facet counts on the first, in one statement (one visit of the
+    matches); a second, planner-only statement estimates the total when it is large."""
     where, params = _conditions(session, query, words)
     order, comparison = _ORDER[query.sort]
     keys = position_fields(query.sort)
     score = f"ts_rank(search_vector, {TSQUERY}, 1)" if params["has_text"] else "0::real"
-    ranked = f"SELECT {hit_columns()}, {score} AS score FROM search_documents WHERE {where}"
+    ranked = (
+        f"SELECT {hit_columns()}, author_keys, {score} AS score FROM search_documents WHERE {where}"
+    )
+    params["sample_size"] = exact_limit + 1
     sampled = query.sort == "relevance" and params["has_text"]
     if sampled:
         # Bounded: a sample of the matches plus the exact title and author-name matches
         # (a UNION: a book in both is ranked once). Under the limit, the sample is all.
-        params["sample_size"] = exact_limit + 1
         params["exact_title"] = words.lower()
         params["exact_author"] = [author_key(words)]
         params["boosted_limit"] = _BOOSTED_LIMIT
-        hits = f"""
-            sample AS MATERIALIZED ({ranked} LIMIT :sample_size),
-            hits AS (
+        ctes = [
+            f"sample AS MATERIALIZED ({ranked} LIMIT :sample_size)",
+            f"""hits AS (
                 SELECT * FROM sample
                 UNION
                 ({ranked} AND (lower(title) = :exact_title OR author_keys @> :exact_author)
-                 LIMIT :boosted_limit)
-            )
-        """
-        sample_size = "(SELECT count(*) FROM sample)"
+                 LIMIT :boosted_limit))""",
+        ]
     else:
-        hits = f"hits AS ({ranked})"
-        sample_size = "NULL::bigint"
+        ctes = [f"hits AS ({ranked})"]
+        if query.with_facets:
+            # Other orders walk their B-tree for the page; the counts need the matches.
+            ctes.append(
+                f"sample AS MATERIALIZED (SELECT {_FACET_COLUMNS} FROM search_documents "
+                f"WHERE {where} LIMIT :sample_size)"
+            )
     keyset = ""
     if query.after is not None:
         placeholders = []
@@ -141,25 +162,31 @@ def _run(session: Session, query: SearchQuery, words: str, exact_limit: int) -> 
             placeholders.append(f"CAST(:after_{index} AS {cast})" if cast else f":after_{index}")
         keyset = f"WHERE ({', '.join(keys)}) {comparison} ({', '.join(placeholders)})"
     params["page_size"] = query.limit + 1
-    statement = f"""
-        WITH {hits}
-        SELECT *, {sample_size} AS sample_size FROM hits
-        {keyset}
-        ORDER BY {order}
-        LIMIT :page_size
-    """
+    ctes.append(f"page AS (SELECT * FROM hits {keyset} ORDER BY {order} LIMIT :page_size)")
+    if query.with_facets:
+        # Facets LEFT JOIN page: one row even when the page is empty.
+        select = (
+            f"SELECT page.*, facets.* FROM ({_facet_aggregates()}) facets LEFT JOIN page ON true"
+        )
+    elif sampled:
+        select = "SELECT page.*, (SELECT count(*) FROM sample) AS sampled FROM page"
+    else:
+        select = "SELECT page.* FROM page"
+    statement = f"WITH {', '.join(ctes)} {select} ORDER BY {order}"
     rows = session.execute(text(statement), params).mappings().all()
-    items = rows[: query.limit]
+    hits = [row for row in rows if row["product_id"] is not None]
+    items = hits[: query.limit]
     next_cursor = None
-    if len(rows) > query.limit:
+    if len(hits) > query.limit:
         last = items[-1]
         next_cursor = query.cursor_for([_cursor_value(last[name]) for name in keys])
-    total = None
-    # Pages after the first have no counts: only the ranking can be an estimate.
-    exhaustive = not (sampled and rows and rows[0]["sample_size"] > exact_limit)
-    facets = _facets(session, where, params, exact_limit) if query.with_facets else None
-    if facets is not None:
+    total, facets = None, None
+    if query.with_facets:
+        facets = _facets(rows[0], exact_limit, lambda: _estimated_matches(session, where, params))
         total, exhaustive = facets.pop("total"), facets.pop("exhaustive")
+    else:
+        # Pages after the first have no counts: only the ranking can be an estimate.
+        exhaustive = not (sampled and hits and hits[0]["sampled"] > exact_limit)
     return {
         "items": [hit_to_dict(row) for row in items],
         "next_cursor": next_cursor,
@@ -169,7 +196,7 @@ def _run(session: Session, query: SearchQuery, words: str, exact_limit: int) -> 
         "did_you_mean": None,
         "backend": NAME,
         # Whether anything matched at all, for the typo retry (first page: exact).
-        "total_hint": total if total is not None else len(rows),
+        "total_hint": total if total is not None else len(hits),
     }
 
 
@@ -224,11 +251,9 @@ def _estimated_matches(session: Session, where: str, params: dict[str, Any]) -> 
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _facets(
-    session: Session, where: str, params: dict[str, Any], exact_limit: int
-) -> dict[str, Any]:
-    """Counts over every match (not only this page), in one pass over them; over the first
-    ``exact_limit`` + 1 of them when there are more, scaled to the estimated total."""
+def _facet_aggregates() -> str:
+    """The facet counts over ``sample`` (the matches, or their first ``sample_size``),
+    as three JSON columns."""
     price_counts = ", ".join(
         f"count(*) FILTER (WHERE price_amount >= {low}"
         + (f" AND price_amount < {high}" if high is not None else "")
@@ -239,34 +264,30 @@ def _facets(
         f"count(*) FILTER (WHERE rating_count > 0 AND rating_average >= {step}) AS rating_{step}"
         for step in RATING_STEPS
     )
-    statement = f"""
-        WITH hits AS MATERIALIZED (
-            SELECT category_id, category_name, authors, author_keys, price_amount,
-                   rating_average, rating_count, in_stock
-            FROM search_documents WHERE {where} LIMIT :sample_size
-        )
+    return f"""
         SELECT
             (SELECT row_to_json(c) FROM (
                 SELECT count(*) AS total, count(*) FILTER (WHERE in_stock) AS in_stock,
-                       {price_counts}, {rating_counts} FROM hits) c) AS counts,
+                       {price_counts}, {rating_counts} FROM sample) c) AS facet_counts,
             (SELECT coalesce(json_agg(c), '[]') FROM (
-                SELECT category_id, min(category_name) AS name, count(*) AS count FROM hits
+                SELECT category_id, min(category_name) AS name, count(*) AS count FROM sample
                 WHERE category_id IS NOT NULL GROUP BY category_id
-                ORDER BY count DESC, category_id LIMIT 20) c) AS categories,
+                ORDER BY count DESC, category_id LIMIT 20) c) AS facet_categories,
             (SELECT coalesce(json_agg(a), '[]') FROM (
                 SELECT key, min(name) AS name, count(*) AS count
-                FROM hits, unnest(author_keys, authors) AS author(key, name)
-                GROUP BY key ORDER BY count DESC, key LIMIT {AUTHOR_FACET_SIZE}) a) AS authors
+                FROM sample, unnest(author_keys, authors) AS author(key, name)
+                GROUP BY key ORDER BY count DESC, key LIMIT {AUTHOR_FACET_SIZE}) a
+            ) AS facet_authors
     """
-    row = (
-        session.execute(text(statement), {**params, "sample_size": exact_limit + 1})
-        .mappings()
-        .one()
-    )
-    counts = row["counts"]
+
+
+def _facets(row: Any, exact_limit: int, estimate: Callable[[], int]) -> dict[str, Any]:
+    """The facets from :func:`_facet_aggregates`' columns: exact counts, or, when more
+    than ``exact_limit`` matched, the sample's counts scaled to the estimated total."""
+    counts = row["facet_counts"]
     sampled = counts["total"]
     exhaustive = sampled <= exact_limit
-    total = sampled if exhaustive else max(_estimated_matches(session, where, params), sampled)
+    total = sampled if exhaustive else max(estimate(), sampled)
 
     def scaled(count: int) -> int:
         return count if exhaustive else round(count * total / sampled)
@@ -280,11 +301,11 @@ def _facets(
                 "label": category["name"],
                 "count": scaled(category["count"]),
             }
-            for category in row["categories"]
+            for category in row["facet_categories"]
         ],
         "author": [
             {"value": author["key"], "label": author["name"], "count": scaled(author["count"])}
-            for author in row["authors"]
+            for author in row["facet_authors"]
         ],
         "price": [
             {

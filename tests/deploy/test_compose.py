@@ -77,6 +77,11 @@ def test_dockerfile_ships_every_package_and_runs_unprivileged():
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     assert re.search(r"^USER (?!root|0\b)\S+", dockerfile, re.MULTILINE)
     assert "-r requirements.txt -c constraints.txt" in dockerfile
+    # The image runs the platform: no test tools in it (localstripe is GPL, moto a fake AWS).
+    assert "requirements-dev" not in dockerfile
+    runtime = (REPO_ROOT / "requirements.txt").read_text()
+    for tool in ("pytest", "localstripe", "moto", "aiosmtpd", "schemathesis", "ruff"):
+        assert not re.search(rf"^{tool}\b", runtime, re.MULTILINE), tool
     assert 'ENTRYPOINT ["bookstore"]' in dockerfile
     for variable in re.findall(r"^\s+([A-Z_]+)=", dockerfile, re.MULTILINE):
         if not variable.startswith(("PYTHON", "PIP_")):

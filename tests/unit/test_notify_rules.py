@@ -9,7 +9,14 @@ import hmac
 import jinja2
 import pytest
 
-from svc_notify.channels import signature_header, verify_signature
+from svc_notify.channels import (
+    WebhookFailed,
+    WebhookPoster,
+    private_webhooks_allowed,
+    refused_destination,
+    signature_header,
+    verify_signature,
+)
 from svc_notify.dispatch import RetryPolicy
 from svc_notify.rendering import Renderer, format_money
 
@@ -66,3 +73,55 @@ def test_every_email_template_renders_and_a_missing_field_is_an_error():
     without_total = {key: value for key, value in order.items() if key != "total"}
     with pytest.raises(jinja2.UndefinedError):
         renderer.email("order_paid", {"name": "Ada", "order": without_total, "preferences_url": ""})
+
+
+def resolving_to(*addresses):
+    return lambda host: list(addresses)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.9",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata services
+        "100.64.0.1",  # carrier-grade NAT
+        "0.0.0.0",
+        "::1",
+        "fc00::1",
+        "fe80::1%eth0",
+        "::ffff:127.0.0.1",
+    ],
+)
+def test_webhooks_to_addresses_inside_a_network_are_refused(address):
+    refused = refused_destination("https://hooks.example.com/in", resolving_to(address))
+    assert refused and address in refused
+
+
+def test_webhooks_go_to_names_whose_every_address_is_public():
+    public = resolving_to("93.184.216.34", "2606:2800:220:1::1")
+    assert refused_destination("https://hooks.example.com/in", public) is None
+    # One private address among public ones is enough to refuse (which one is used
+    # is up to the resolver at connection time).
+    mixed = resolving_to("93.184.216.34", "10.0.0.5")
+    assert "10.0.0.5" in refused_destination("https://hooks.example.com/in", mixed)
+    assert "does not resolve" in refused_destination("https://nowhere.invalid/", resolving_to())
+
+
+def test_a_delivery_to_a_refused_address_fails_before_any_connection():
+    poster = WebhookPoster(timeout=1, session=None, resolve=resolving_to("127.0.0.1"))
+    with pytest.raises(WebhookFailed, match="destination refused"):
+        poster.post("http://rebound.example.com/", "whsec_x", "{}", {})
+    allowed = WebhookPoster(timeout=1, session=None, allow_private=True)
+    assert allowed.refusal("http://127.0.0.1:9/") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [(None, False), ("false", False), ("", False), ("true", True), (True, True), ("1", True)],
+)
+def test_private_webhooks_are_allowed_only_when_configured(value, allowed):
+    config = {} if value is None else {"NOTIFY_WEBHOOK_ALLOW_PRIVATE": value}
+    assert private_webhooks_allowed(config) is allowed

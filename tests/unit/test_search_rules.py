@@ -155,3 +155,40 @@ def test_an_interval_of_zero_turns_scheduled_training_off():
             raise AssertionError("scheduled training must not touch the database")
 
     assert train_if_due(NoDatabase(), interval_seconds=0) is None
+
+
+def _facet_row(total: int, in_stock: int) -> dict:
+    from svc_search.query import PRICE_BUCKETS, RATING_STEPS
+
+    counts = {"total": total, "in_stock": in_stock}
+    counts |= {f"price_{index}": total // len(PRICE_BUCKETS) for index in range(5)}
+    counts |= {f"rating_{step}": 0 for step in RATING_STEPS}
+    return {
+        "facet_counts": counts,
+        "facet_categories": [{"category_id": ID, "name": "Poetry", "count": total // 2}],
+        "facet_authors": [{"key": "eco", "name": "Eco", "count": 3}],
+    }
+
+
+def test_facets_under_the_exact_limit_are_counts_and_ask_for_no_estimate():
+    from svc_search.backends.postgres import _facets
+
+    def no_estimate():
+        raise AssertionError("an exact answer needs no estimate")
+
+    facets = _facets(_facet_row(total=10, in_stock=4), exact_limit=10, estimate=no_estimate)
+    assert facets["total"] == 10 and facets["exhaustive"] is True
+    assert facets["in_stock"] == [{"value": True, "count": 4}, {"value": False, "count": 6}]
+    assert facets["author"][0]["count"] == 3
+
+
+def test_facets_over_a_sample_are_scaled_to_the_estimated_total():
+    from svc_search.backends.postgres import _facets
+
+    sampled = _facets(_facet_row(total=11, in_stock=4), exact_limit=10, estimate=lambda: 1100)
+    assert sampled["total"] == 1100 and sampled["exhaustive"] is False
+    assert [bucket["count"] for bucket in sampled["in_stock"]] == [400, 700]
+    assert sampled["category"][0]["count"] == 500
+    # The planner may guess fewer than the sample holds: the sample is the floor.
+    floor = _facets(_facet_row(total=11, in_stock=4), exact_limit=10, estimate=lambda: 3)
+    assert floor["total"] == 11 and floor["in_stock"][0]["count"] == 4
