@@ -82,6 +82,10 @@ def rebuild_index(
                 )
             )
             _fill_terms(connection)
+            # Statistics before queries see the table: without them the planner guesses
+            # (generic selectivity for every word) until autovacuum gets round to it.
+            connection.execute(text(f"ANALYZE {DOCUMENTS_TABLE}{BUILD_SUFFIX}"))
+            connection.execute(text(f"ANALYZE {TERMS_TABLE}{BUILD_SUFFIX}"))
         with engine.begin() as connection:
             carried = _swap(connection, started_at)
         if elastic is not None:
