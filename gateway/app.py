@@ -26,6 +26,7 @@ from gateway.middleware import (
     ControlCharactersInPathMiddleware,
     RequestContextMiddleware,
 )
+from gateway.revocations import RevocationList
 from gateway.rpc import RpcClient
 from gateway.settings import API_BASE_PATH, Settings
 
@@ -68,6 +69,7 @@ def create_app(
     tracing.configure("gateway")
     openapi31.install()
     rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout)
+    key_cache_given = key_cache is not None
     if key_cache is None:
         key_cache = security.KeyCache(
             lambda: rpc.call(
@@ -77,6 +79,17 @@ def create_app(
             ),
             settings.jwks_refresh_interval,
         )
+    revocations = RevocationList(
+        None  # tests of the HTTP layer bring their keys and have nothing revoked
+        if key_cache_given
+        else lambda after: rpc.call(
+            "auth",
+            "access_revocations",
+            after,
+            context=context.CallContext(correlation_id=context.new_correlation_id()),
+        ),
+        settings.revocation_poll_interval,
+    )
     refusals = TokenRefusalReporter(
         lambda batch: rpc.call(
             "auth",
@@ -86,7 +99,7 @@ def create_app(
         )
     )
     calls.use_rpc_client(rpc)
-    security.use_key_cache(key_cache, refusals)
+    security.use_key_cache(key_cache, refusals, revocations)
     limiter = (
         ratelimit.RateLimiter(
             settings.redis_url,
@@ -100,9 +113,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         key_cache.start()
+        revocations.start()
         refusals.start()
         yield
         refusals.stop()
+        revocations.stop()
         key_cache.stop()
         if limiter is not None:
             await limiter.close()
@@ -138,5 +153,5 @@ def create_app(
     )
     problems.register(app)
     app.add_error_handler(ratelimit.RateLimited, ratelimit.rate_limited_problem)
-    operational.add_routes(app, settings, key_cache)
+    operational.add_routes(app, settings, key_cache, revocations)
     return app

@@ -17,6 +17,7 @@ from common import context
 from common.schemas import SPEC_PATH, spec_document
 from gateway.calls import rpc_client
 from gateway.problems import NotReady
+from gateway.revocations import RevocationList
 from gateway.rpc import ServiceUnavailable, is_serving
 from gateway.security import KeyCache
 from gateway.settings import Settings
@@ -26,7 +27,9 @@ def _json(body: dict[str, Any], status: int = 200, mimetype: str = "application/
     return Response(json.dumps(body), status=status, mimetype=mimetype)
 
 
-def add_routes(app: FlaskApp, settings: Settings, key_cache: KeyCache) -> None:
+def add_routes(
+    app: FlaskApp, settings: Settings, key_cache: KeyCache, revocations: RevocationList
+) -> None:
     def health() -> Response:
         """Liveness: the process is up and serving. Deliberately checks nothing else, so
         an unavailable dependency never gets a healthy gateway restarted."""
@@ -34,7 +37,8 @@ def add_routes(app: FlaskApp, settings: Settings, key_cache: KeyCache) -> None:
 
     def ready() -> Response:
         """Readiness: the broker is reachable, every service answers a ping, and the
-        token signing keys are loaded (without them no authenticated call can succeed)."""
+        token signing keys and revocations are loaded (without them no authenticated
+        call can succeed)."""
         call_context = context.CallContext(correlation_id=context.current().correlation_id)
         try:
             services = rpc_client().ping_all(
@@ -44,6 +48,7 @@ def add_routes(app: FlaskApp, settings: Settings, key_cache: KeyCache) -> None:
         except ServiceUnavailable:
             checks = {"broker": "unreachable"}
         checks["token_keys"] = "ok" if key_cache.loaded else "not loaded yet"
+        checks["token_revocations"] = "ok" if revocations.loaded else "not loaded yet"
         if not all(is_serving(outcome) for outcome in checks.values()):
             raise NotReady(checks)
         # Degraded still serves (a fallback answers), so it stays in rotation: 200, but

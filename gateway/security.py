@@ -3,7 +3,8 @@
 Connexion calls the bearer function on its event loop for every protected request, so
 it must not do I/O: :class:`KeyCache` keeps the JWKS in memory and refreshes it from a
 background thread (on a timer, and soon after a token names a key id it has not seen,
-which is how a key rotation reaches the gateway). Only RS256 is accepted, which is what
+which is how a key rotation reaches the gateway); revoked tokens are known the same way
+(gateway/revocations.py). Only RS256 is accepted, which is what
 defeats ``alg: none`` and HS256-signed-with-the-public-key forgeries.
 """
 
@@ -21,6 +22,7 @@ from connexion.security import NO_VALUE, BearerSecurityHandler
 
 from common import tokens
 from gateway.audit import TokenRefusalReporter
+from gateway.revocations import RevocationList
 from gateway.rpc import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -87,12 +89,19 @@ class KeyCache:
 
 _key_cache: KeyCache | None = None
 _refusals: TokenRefusalReporter | None = None
+_revocations: RevocationList | None = None
 
 
-def use_key_cache(key_cache: KeyCache, refusals: TokenRefusalReporter | None = None) -> None:
-    global _key_cache, _refusals  # connexion finds the bearer function by path, not instance
+def use_key_cache(
+    key_cache: KeyCache,
+    refusals: TokenRefusalReporter | None = None,
+    revocations: RevocationList | None = None,
+) -> None:
+    # connexion finds the bearer function by path, not instance
+    global _key_cache, _refusals, _revocations
     _key_cache = key_cache
     _refusals = refusals
+    _revocations = revocations
 
 
 class InvalidToken(Exception):
@@ -108,6 +117,8 @@ def check_access_token(token: str) -> dict[str, Any]:
     """The verified claims of ``token``, or :class:`InvalidToken`."""
     if _key_cache is None or not _key_cache.loaded:
         raise ServiceUnavailable("auth", "token signing keys are not loaded yet")
+    if _revocations is not None and not _revocations.loaded:
+        raise ServiceUnavailable("auth", "token revocations are not loaded yet")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
@@ -119,7 +130,7 @@ def check_access_token(token: str) -> dict[str, Any]:
     if key is None:
         raise InvalidToken("unknown_key", claimed)
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             key,
             algorithms=[tokens.ALGORITHM],
@@ -132,6 +143,9 @@ def check_access_token(token: str) -> dict[str, Any]:
         raise InvalidToken("expired", claimed) from None
     except jwt.InvalidTokenError:
         raise InvalidToken("invalid", claimed) from None
+    if _revocations is not None and _revocations.is_revoked(claims):
+        raise InvalidToken("revoked", claimed)
+    return claims
 
 
 def _claimed_subject(token: str) -> str | None:
@@ -164,6 +178,11 @@ def verify_access_token(token: str) -> dict[str, Any] | None:
         report_refusal(refusal.reason, refusal.claimed_subject)
         if refusal.reason == "expired":
             raise OAuthProblem(detail="The access token has expired; log in again.") from None
+        if refusal.reason == "revoked":
+            raise OAuthProblem(
+                detail="The access token was revoked (signed out, suspended, or a new "
+                "password or roles); refresh it or log in again."
+            ) from None
         return None
     scope = claims.get("scope", "")
     return {

@@ -23,6 +23,11 @@ class Settings:
     jwks_refresh_interval: float = field(
         default_factory=lambda: env_float("GATEWAY_JWKS_REFRESH", 300.0)
     )
+    #: Seconds between polls of auth for revoked access tokens: how long a logout,
+    #: suspension or role change may take to reach this gateway.
+    revocation_poll_interval: float = field(
+        default_factory=lambda: env_float("GATEWAY_REVOCATION_POLL", 1.0)
+    )
     #: Check every response against the spec; on in tests, off in production (cost).
     validate_responses: bool = field(
         default_factory=lambda: env_bool("GATEWAY_VALIDATE_RESPONSES", False)

@@ -94,6 +94,9 @@ def set_roles(
     audit.record(
         session, "role.changed", subject_id=user.id, details={"from": before, "to": wanted}
     )
+    # Tokens carry scopes: the old ones must not outlive the old roles (a refresh, or a
+    # new login, gives tokens with the new ones).
+    sessions.revoke_access(session, user.id)
     outbox.add(session, "user.roles_changed", {"user_id": str(user.id), "roles": wanted})
     log.info("roles changed", extra={"subject_id": str(user.id), "roles": wanted})
     return admin_view(user)

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from svc_auth import throttle
-from svc_auth.models import OneTimeToken, RefreshToken
+from svc_auth import sessions, throttle
+from svc_auth.models import AccessRevocation, OneTimeToken, RefreshToken
 
 #: Spent and revoked refresh tokens are kept a while: reuse detection needs them.
 KEEP_DEAD_REFRESH_TOKENS = timedelta(days=1)
@@ -19,7 +19,13 @@ def purge(session: Session, now: datetime) -> dict[str, int]:
     refresh = session.execute(
         delete(RefreshToken).where(RefreshToken.expires_at < now - KEEP_DEAD_REFRESH_TOKENS)
     )
+    revocations = session.execute(
+        delete(AccessRevocation).where(
+            AccessRevocation.revoked_at < now - sessions.revocations_kept()
+        )
+    )
     return {
+        "access_revocations": revocations.rowcount,
         "one_time_tokens": one_time.rowcount,
         "refresh_tokens": refresh.rowcount,
         "login_throttles": throttle.purge_stale(session, now),

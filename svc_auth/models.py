@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
@@ -103,6 +104,20 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccessRevocation(Base):
+    """Access tokens that stop working before they expire: one login's (``session_id``,
+    the tokens' ``sid``), or every token of the user issued before ``revoked_at`` (no
+    ``session_id``: suspension, deletion, a new password, new roles). Gateways poll these
+    (``access_revocations``); kept for an access token's lifetime, then purged."""
+
+    __tablename__ = "access_revocations"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[uuid.UUID]
+    session_id: Mapped[uuid.UUID | None]
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class OneTimeToken(Base):

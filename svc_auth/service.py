@@ -223,6 +223,13 @@ class AuthService:
         with self.db.get_session() as session:
             return audit.record_token_refusals(session, refusals)
 
+    @rpc(expected_exceptions=BookstoreError)
+    def access_revocations(self, since: float | None = None) -> dict[str, Any]:
+        """Gateways poll this: access tokens revoked before they expire (logout, a
+        reused refresh token, suspension, deletion, a new password, new roles)."""
+        with self.db.get_session() as session:
+            return sessions.access_revocations(session, since)
+
     # -- keys ----------------------------------------------------------------------------
 
     @rpc

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from sqlalchemy import select, update
@@ -23,12 +23,18 @@ from sqlalchemy.orm import Session
 from common import context
 from common.config import env_int
 from common.db import utcnow
-from common.errors import BookstoreError, Forbidden, TooManyAttempts, Unauthenticated
+from common.errors import (
+    BookstoreError,
+    Forbidden,
+    InvalidInput,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from svc_auth import audit, emails, mfa, onetime, passwords, throttle
-from svc_auth.models import RefreshToken, User
+from svc_auth.models import AccessRevocation, RefreshToken, User
 from svc_auth.roles import scopes_for
 from svc_auth.sealing import Sealer
-from svc_auth.signing import TokenSigner
+from svc_auth.signing import TokenSigner, access_token_ttl
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,9 @@ WRONG_CREDENTIALS = "The email or password is wrong."
 MFA_CHALLENGE_TTL = timedelta(minutes=5)
 ACTIVE = "active"
 SUSPENDED = "suspended"
+#: The gateway's clock leeway on token times, and a margin (gateway/security.py).
+REVOCATION_LEEWAY_SECONDS = 60
+REVOCATION_PAGE = 1000
 
 
 def refresh_token_ttl() -> timedelta:
@@ -165,7 +174,7 @@ def refresh(session: Session, signer: TokenSigner, refresh_secret: str) -> dict[
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         raise Unauthenticated("The refresh token is not valid; log in again.")
     if token.used_at is not None:
-        revoked = revoke_family(session, token.family_id)
+        revoked = revoke_family(session, token.family_id, token.user_id)
         audit.record(
             session,
             "refresh.reused",
@@ -185,7 +194,7 @@ def refresh(session: Session, signer: TokenSigner, refresh_secret: str) -> dict[
         )
     user = session.get(User, token.user_id)
     if user is None or user.status != ACTIVE:
-        revoke_family(session, token.family_id)
+        revoke_family(session, token.family_id, token.user_id)
         _refuse(session, Unauthenticated("The refresh token is not valid; log in again."))
     token.used_at = now
     return issue_tokens(session, signer, user, family_id=token.family_id)
@@ -198,24 +207,72 @@ def logout(session: Session, refresh_secret: str) -> None:
     ).first()
     if token is None or token.revoked_at is not None:
         return
-    revoke_family(session, token.family_id)
+    revoke_family(session, token.family_id, token.user_id)
     audit.record(session, "logout", subject_id=token.user_id, actor_id=token.user_id)
 
 
-def revoke_family(session: Session, family_id: uuid.UUID) -> int:
+def revoke_family(session: Session, family_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    """Signs one login out: its refresh tokens, and its access tokens (``sid``)."""
     result = session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    revoke_access(session, user_id, family_id)
     return result.rowcount
 
 
 def revoke_all(session: Session, user_id: uuid.UUID) -> int:
-    """Signs the user out everywhere (their refresh tokens; access tokens run out)."""
+    """Signs the user out everywhere: refresh tokens and access tokens."""
     result = session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    revoke_access(session, user_id)
     return result.rowcount
+
+
+def revoke_access(
+    session: Session, user_id: uuid.UUID, session_id: uuid.UUID | None = None
+) -> None:
+    """Access tokens already issued stop working: one login's (``session_id``) or all
+    the user's (issued before now). Gateways learn it within a poll interval."""
+    session.add(AccessRevocation(user_id=user_id, session_id=session_id, revoked_at=utcnow()))
+
+
+def revocations_kept() -> timedelta:
+    """How long a revocation is served after it: an access token's lifetime and the
+    gateway's clock leeway; older ones concern tokens that have expired anyway."""
+    return access_token_ttl() + timedelta(seconds=REVOCATION_LEEWAY_SECONDS)
+
+
+def access_revocations(session: Session, since: float | None = None) -> dict[str, Any]:
+    """Revocations made at or after ``since`` (Unix seconds) that may still concern
+    unexpired tokens, oldest first, a page at a time (call again from the last one's
+    time while ``more``). By time, not by id: a caller re-reads a few seconds back each
+    time, which catches a transaction that committed after a later one."""
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int | float)):
+        raise InvalidInput("since: must be a time in Unix seconds.", {"field": "since"})
+    oldest = utcnow() - revocations_kept()
+    if since is not None:
+        oldest = max(oldest, datetime.fromtimestamp(since, UTC))
+    rows = session.scalars(
+        select(AccessRevocation)
+        .where(AccessRevocation.revoked_at >= oldest)
+        .order_by(AccessRevocation.revoked_at, AccessRevocation.id)
+        .limit(REVOCATION_PAGE + 1)
+    ).all()
+    page = rows[:REVOCATION_PAGE]
+    return {
+        "items": [
+            {
+                "user_id": str(row.user_id),
+                "session_id": str(row.session_id) if row.session_id else None,
+                "revoked_at": row.revoked_at.timestamp(),
+            }
+            for row in page
+        ],
+        "more": len(rows) > REVOCATION_PAGE,
+        "kept_seconds": int(revocations_kept().total_seconds()),
+    }

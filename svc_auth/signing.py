@@ -163,7 +163,9 @@ class TokenSigner:
             "iss": tokens.issuer(),
             "aud": tokens.audience(),
             "sub": subject,
-            "iat": issued_at,
+            # Milliseconds (RFC 7519 allows a fractional NumericDate): a revocation of
+            # all the user's tokens (gateway/revocations.py) compares against it.
+            "iat": round(issued_at.timestamp(), 3),
             "nbf": issued_at,
             "exp": issued_at + ttl,
             "jti": uuid.uuid4().hex,

@@ -55,8 +55,10 @@ def test_admins_list_and_filter_users(api):
     assert_problem(other_query, 400)
 
 
-def test_role_changes_apply_from_the_next_token(api):
+def test_role_changes_revoke_the_tokens_that_carry_the_old_ones(api):
     user, token = api.platform.new_customer(PASSWORD)
+    pair = log_in(api, user["email"]).json()
+    assert_problem(api.get("/admin/users", token=pair["access_token"]), 403)
     changed = api.request(
         "PUT",
         f"/admin/users/{user['id']}/roles",
@@ -65,7 +67,13 @@ def test_role_changes_apply_from_the_next_token(api):
     )
     assert changed.status_code == 200
     assert changed.json()["roles"] == ["admin", "customer"]
-    assert_problem(api.get("/admin/users", token=token), 403)  # the old token's scopes
+    # Tokens issued before carry the old scopes: refused, once the gateway has polled.
+    eventually(lambda: assert_problem(api.get("/me", token=token), 401))
+    assert_problem(api.get("/me", token=pair["access_token"]), 401)
+    # The session itself lives on: a refresh gives a token with the new scopes.
+    refreshed = api.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    assert api.get("/admin/users", token=refreshed.json()["access_token"]).status_code == 200
     fresh = log_in(api, user["email"]).json()["access_token"]
     assert api.get("/admin/users", token=fresh).status_code == 200
 

@@ -148,6 +148,7 @@ def test_operator_finds_suspends_reinstates_and_audits_an_account(api):
     assert f"('{EXAMPLE_EMAIL}', 'active', None)" in output
     assert "'suspended'" in output
     assert "suspended" in assert_problem(login(api, EXAMPLE_EMAIL), 403)["detail"]
+    eventually(lambda: assert_problem(api.get("/me", token=token), 401))  # revoked too
 
     output = run_runbook(api.platform, REINSTATEMENT, **ids)
     assert f"('{EXAMPLE_EMAIL}', 'suspended', 'chargeback fraud, ticket OPS-4711')" in output

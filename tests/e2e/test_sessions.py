@@ -23,6 +23,11 @@ def refresh(api, token):
     return api.post("/auth/refresh", json={"refresh_token": token})
 
 
+def assert_revoked(api, access_token):
+    """The gateways learn revocations by polling auth (about a second): wait for it."""
+    return eventually(lambda: assert_problem(api.get("/me", token=access_token), 401))
+
+
 def test_refresh_rotates_and_a_reused_token_revokes_the_family(api):
     user, first = customer(api)
     second = refresh(api, first["refresh_token"])
@@ -39,8 +44,9 @@ def test_refresh_rotates_and_a_reused_token_revokes_the_family(api):
     # An attacker replays the first (spent) refresh token: the whole family dies...
     body = assert_problem(refresh(api, first["refresh_token"]), 401)
     assert "already used" in body["detail"]
-    # ...including the legitimate client's current token.
+    # ...including the legitimate client's current token, refresh and access alike.
     assert_problem(refresh(api, second["refresh_token"]), 401)
+    assert_revoked(api, second["access_token"])
     audit = api.get(
         "/admin/audit-events",
         params={"user_id": user["id"], "action": "refresh.reused"},
@@ -56,15 +62,22 @@ def test_other_sessions_survive_a_reuse_in_one_family(api):
     ).json()
     refresh(api, first_login["refresh_token"])
     refresh(api, first_login["refresh_token"])  # reuse: first family revoked
+    assert_revoked(api, first_login["access_token"])
+    assert api.get("/me", token=second_login["access_token"]).status_code == 200
     assert refresh(api, second_login["refresh_token"]).status_code == 200
 
 
 def test_logout_revokes_the_session(api):
-    _, pair = customer(api)
+    user, pair = customer(api)
+    other = api.post("/auth/login", json={"email": user["email"], "password": PASSWORD}).json()
     assert (
         api.post("/auth/logout", json={"refresh_token": pair["refresh_token"]}).status_code == 204
     )
     assert_problem(refresh(api, pair["refresh_token"]), 401)
+    # The access token of that login stops working too; another login's does not.
+    body = assert_revoked(api, pair["access_token"])
+    assert "revoked" in body["detail"]
+    assert api.get("/me", token=other["access_token"]).status_code == 200
     # Logging out twice, or with an unknown token, is fine.
     assert (
         api.post("/auth/logout", json={"refresh_token": pair["refresh_token"]}).status_code == 204
@@ -112,6 +125,9 @@ def test_password_change_signs_out_every_session(api):
         "/auth/login", json={"email": user["email"], "password": "another fine password"}
     )
     assert new.status_code == 200
+    # Tokens issued before the change are refused; the one issued just after is not.
+    assert_revoked(api, pair["access_token"])
+    assert api.get("/me", token=new.json()["access_token"]).status_code == 200
 
 
 def test_password_reset_by_emailed_token(api):
@@ -153,6 +169,7 @@ def test_a_suspended_account_cannot_log_in_or_refresh(api):
     assert suspended.status_code == 200
     assert suspended.json()["status"] == "suspended"
     assert_problem(refresh(api, pair["refresh_token"]), 401)
+    assert_revoked(api, pair["access_token"])
     body = assert_problem(
         api.post("/auth/login", json={"email": user["email"], "password": PASSWORD}), 403
     )

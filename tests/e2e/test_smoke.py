@@ -10,6 +10,7 @@ def test_health_and_ready(api):
         "broker": "ok",
         **dict.fromkeys(SERVICE_PACKAGES, "ok"),
         "token_keys": "ok",
+        "token_revocations": "ok",
     }
 
 
