@@ -24,6 +24,7 @@ decision, sample every root) and ``OTEL_BSP_*`` are read by the SDK itself.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,6 +112,13 @@ def start_span(
         return None
     parent = _propagator.extract({"traceparent": traceparent}) if traceparent else None
     return _tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+
+
+def unsampled_traceparent() -> str:
+    """A ``traceparent`` whose trace is not recorded (flags ``00``): calls made with it
+    start no trace here or in the service (the default sampler follows the parent).
+    For background polls, which would otherwise start a trace every second."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
 
 
 def traceparent(span: Span | None) -> str | None:

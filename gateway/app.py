@@ -82,11 +82,15 @@ def create_app(
     revocations = RevocationList(
         None  # tests of the HTTP layer bring their keys and have nothing revoked
         if key_cache_given
-        else lambda after: rpc.call(
+        else lambda since: rpc.call(
             "auth",
             "access_revocations",
-            after,
-            context=context.CallContext(correlation_id=context.new_correlation_id()),
+            since,
+            # Every second, every gateway: not worth a trace each.
+            context=context.CallContext(
+                correlation_id=context.new_correlation_id(),
+                traceparent=tracing.unsampled_traceparent(),
+            ),
         ),
         settings.revocation_poll_interval,
     )

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from common.tracing import TRACES_FILE_ENV
 from tests import harness
 from tests.support import assert_problem, book, eventually
 
@@ -122,3 +125,12 @@ def test_without_a_callers_trace_the_correlation_id_finds_the_trace(api):
     assert span["status"]["status_code"] == "UNSET"
     assert span["attributes"]["error.type"] == "NotFound"
     assert span["attributes"]["bookstore.correlation_id"] == correlation_id
+
+
+def test_the_gateways_revocation_polls_start_no_traces(api):
+    """They run every second (gateway/revocations.py): their traces would drown the rest."""
+    path = Path(api.platform.env[TRACES_FILE_ENV])
+    time.sleep(2)  # a couple of polls, exported within the 200 ms the harness sets
+    names = {json.loads(line)["name"] for line in path.read_text().splitlines()}
+    assert names  # spans are written...
+    assert "auth.access_revocations" not in names  # ...but none of the polls
