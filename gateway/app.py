@@ -60,16 +60,17 @@ def create_app(
     *,
     resolver: Resolver | None = None,
     key_cache: security.KeyCache | None = None,
+    revocations: RevocationList | None = None,
 ) -> FlaskApp:
-    """The gateway. ``resolver`` and ``key_cache`` replace the real handlers and the
-    JWKS source, for tests of the HTTP layer that run without services."""
+    """The gateway. ``resolver``, ``key_cache`` and ``revocations`` replace the real
+    handlers, the JWKS source and the revocation source, for tests of the HTTP layer
+    that run without services."""
     settings = settings or Settings()
     # Per process (each uvicorn worker runs this factory): a tracer provider cannot be
     # shared across a fork.
     tracing.configure("gateway")
     openapi31.install()
     rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout)
-    key_cache_given = key_cache is not None
     if key_cache is None:
         key_cache = security.KeyCache(
             lambda: rpc.call(
@@ -79,21 +80,20 @@ def create_app(
             ),
             settings.jwks_refresh_interval,
         )
-    revocations = RevocationList(
-        None  # tests of the HTTP layer bring their keys and have nothing revoked
-        if key_cache_given
-        else lambda since: rpc.call(
-            "auth",
-            "access_revocations",
-            since,
-            # Every second, every gateway: not worth a trace each.
-            context=context.CallContext(
-                correlation_id=context.new_correlation_id(),
-                traceparent=tracing.unsampled_traceparent(),
+    if revocations is None:
+        revocations = RevocationList(
+            lambda since: rpc.call(
+                "auth",
+                "access_revocations",
+                since,
+                # Every second, every gateway: not worth a trace each.
+                context=context.CallContext(
+                    correlation_id=context.new_correlation_id(),
+                    traceparent=tracing.unsampled_traceparent(),
+                ),
             ),
-        ),
-        settings.revocation_poll_interval,
-    )
+            settings.revocation_poll_interval,
+        )
     refusals = TokenRefusalReporter(
         lambda batch: rpc.call(
             "auth",

@@ -41,7 +41,7 @@ class RevocationList:
         self._loaded = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="token-revocations", daemon=True)
-        if fetch is None:  # nothing to poll (tests of the HTTP layer): nothing is revoked
+        if fetch is None:  # no source (tests without services): nothing is revoked
             self._loaded.set()
 
     @property

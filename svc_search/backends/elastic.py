@@ -27,6 +27,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from common.money import money
+from svc_search.backends.postgres import HIT_COLUMNS
 from svc_search.query import (
     AUTHOR_FACET_SIZE,
     PRICE_BUCKETS,
@@ -121,20 +122,9 @@ _SORTS: dict[str, list[dict[str, Any]]] = {
     "newest": [{"created_at": "desc"}, {"product_id": "desc"}],
     "rating": [{"rating_average": "desc"}, {"rating_count": "desc"}, {"product_id": "desc"}],
 }
-_SOURCE = [
-    "product_id",
-    "isbn13",
-    "title",
-    "authors",
-    "category_id",
-    "category_name",
-    "price_amount",
-    "currency",
-    "publication_year",
-    "rating_average",
-    "rating_count",
-    "in_stock",
-]
+# What a hit shows, as the PostgreSQL backend reads it (the documents have the same
+# fields); the time added is only needed there, for its cursors.
+_SOURCE = [name for name in HIT_COLUMNS if name != "created_at"]
 
 
 class ElasticUnavailable(Exception):

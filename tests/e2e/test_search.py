@@ -10,8 +10,12 @@ import sys
 import threading
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from common.config import REPO_ROOT
+from svc_search.backends import postgres
+from svc_search.query import parse_search
 from tests.support import assert_problem, eventually
 
 
@@ -110,12 +114,6 @@ def test_a_broad_text_ranks_a_sample_and_estimates_its_counts(api):
     """More matches than the exact limit: counted and ranked over a sample, yet the book
     titled exactly so and the books by the author named so are ranked. Run against the
     backend with a limit of 3 (the service's is 10,000, too many to create here)."""
-    from sqlalchemy import text
-    from sqlalchemy.orm import Session
-
-    from svc_search.backends import postgres
-    from svc_search.query import parse_search
-
     plenty = [
         api.create_product(title=f"Almanac {n}", description="A comet crosses the sky.")
         for n in range(8)

@@ -12,7 +12,7 @@ import pytest
 
 from common.errors import InvalidInput
 from gateway.ratelimit import Decision, Limit, parse_limits, route_groups
-from svc_auth import mfa, passwords, throttle
+from svc_auth import mfa, passwords, sessions, throttle
 from svc_auth.models import LoginThrottle, User
 from svc_auth.sealing import Sealer
 
@@ -136,3 +136,14 @@ def test_a_refused_decision_says_when_to_retry():
     assert not decision.allowed
     assert decision.headers()["Retry-After"] == "12"
     assert decision.headers()["RateLimit-Remaining"] == "0"
+
+
+@pytest.mark.parametrize("since", ["yesterday", True, [1.0], {"t": 1}])
+def test_revocations_are_asked_for_since_a_time_in_seconds(since):
+    class NoDatabase:
+        def __getattr__(self, name):
+            raise AssertionError("a refused argument must not reach the database")
+
+    with pytest.raises(InvalidInput) as refused:
+        sessions.access_revocations(NoDatabase(), since)
+    assert refused.value.args[0].startswith("since:")

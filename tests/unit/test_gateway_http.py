@@ -25,6 +25,7 @@ from common import tokens
 from gateway import security
 from gateway.app import create_app
 from gateway.calls import json_response
+from gateway.revocations import RevocationList
 from gateway.settings import Settings
 
 KID = "test-key"
@@ -56,6 +57,7 @@ def client(key_cache):
         Settings(validate_responses=False, redis_url=""),
         resolver=Resolver(function_resolver=lambda _operation_id: stub_handler),
         key_cache=key_cache,
+        revocations=RevocationList(None, poll_seconds=3600),
     )
     return app.test_client()
 
