@@ -21,9 +21,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from common.books import author_key, isbn13_check_digit
 from common.db import utcnow
 from svc_catalog.categories import category_to_dict
-from svc_catalog.domain import author_key, isbn13_check_digit
 from svc_catalog.models import Category, Product, outbox
 from svc_catalog.products import product_to_dict
 

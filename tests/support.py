@@ -12,9 +12,9 @@ from typing import Any
 
 import requests
 
+from common.books import isbn13_check_digit
 from common.config import REPO_ROOT
 from common.pagination import MAX_LIMIT
-from svc_catalog.domain import isbn13_check_digit
 from tests.harness import Platform
 
 PROBLEM_JSON = "application/problem+json"
