@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from common.config import env_int
 from common.db import isoformat, parse_id, utcnow
-from common.errors import Conflict, InvalidParameter, NotFound
+from common.errors import Conflict, NotFound
 from common.money import money
-from common.pagination import newest_first
+from common.pagination import Filter, filtered, newest_first
 from svc_order.models import Order, OrderStatusChange, outbox
 
 PENDING_PAYMENT = "PENDING_PAYMENT"
@@ -155,6 +155,12 @@ def find_owned(session: Session, order_id: str, user_id: str, *, for_update: boo
     return order
 
 
+ORDER_FILTERS = {
+    "user_id": Filter(lambda user_id: Order.user_id == parse_id(user_id, "user_id")),
+    "status": Filter(lambda status: Order.status == status, allowed=STATUSES),
+}
+
+
 def list_orders(
     session: Session,
     *,
@@ -164,16 +170,7 @@ def list_orders(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Newest first; ``user_id`` restricts to one customer's (what customers get)."""
-    query = select(Order)
-    filters: dict[str, Any] = {}
-    if user_id is not None:
-        filters["user_id"] = user_id
-        query = query.where(Order.user_id == parse_id(user_id, "user_id"))
-    if status is not None:
-        if status not in STATUSES:
-            raise InvalidParameter(f"status: unknown status {status!r}.", {"parameter": "status"})
-        filters["status"] = status
-        query = query.where(Order.status == status)
+    query, filters = filtered(select(Order), {"user_id": user_id, "status": status}, ORDER_FILTERS)
     return newest_first(
         session,
         query,
