@@ -15,10 +15,22 @@ from common.notices import silence_import_notices
 
 silence_import_notices()
 
-from sqlalchemy import create_engine  # noqa: E402
+from sqlalchemy import create_engine, make_url  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from common.config import SERVICE_PACKAGES, database_url  # noqa: E402
+
+
+def _database_unreachable(error: OperationalError, service: str | None = None) -> str:
+    """One line for an operator instead of a traceback: which database, where, and what
+    PostgreSQL (or the network) said."""
+    said = str(error.orig or error).strip().splitlines()[0]
+    if service is None:
+        return f"error: a database cannot be used: {said}"
+    where = make_url(database_url(service)).render_as_string(hide_password=True)
+    variable = f"{service.upper()}_DATABASE_URL"
+    return f"error: {service}: its database {where} cannot be used ({variable}): {said}"
 
 
 def _session(service: str) -> Session:
@@ -33,7 +45,11 @@ def migrate(args: argparse.Namespace) -> int:
         print(f"error: unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     for service in args.services or list(SERVICE_PACKAGES):
-        databases.prepare(service)
+        try:
+            databases.prepare(service)
+        except OperationalError as error:
+            print(_database_unreachable(error, service), file=sys.stderr)
+            return 1
         print(f"{service}: database ready, migrations applied")
     return 0
 
@@ -327,7 +343,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except OperationalError as error:
+        print(_database_unreachable(error), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
