@@ -1,4 +1,5 @@
-"""``bookstore run``: databases, demo data, every service and the gateway, until Ctrl-C."""
+"""``bookstore run``: databases, demo data, every service and the gateway, kept running
+(a crashed one is restarted: ops/supervisor.py) until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -14,7 +16,14 @@ from sqlalchemy.orm import Session
 
 from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url
 from ops import databases
-from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
+from ops.processes import (
+    ManagedProcess,
+    gateway_process,
+    service_process,
+    stop_in_order,
+    wait_until_ready,
+)
+from ops.supervisor import Supervisor
 
 LOG_DIR = REPO_ROOT / "var" / "log"
 READY_TIMEOUT_SECONDS = 90
@@ -58,10 +67,9 @@ def run_platform(books: int, port: int) -> int:
         # Everything runs on this machine, webhook receivers under development included.
         "NOTIFY_WEBHOOK_ALLOW_PRIVATE": os.environ.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
     }
-    processes: list[ManagedProcess] = [
-        *(service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES),
-        gateway_process(LOG_DIR, env),
-    ]
+    services = [service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES]
+    gateway = gateway_process(LOG_DIR, env)
+    processes: list[ManagedProcess] = [*services, gateway]
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -87,26 +95,24 @@ def run_platform(books: int, port: int) -> int:
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )
+        # From here on a process that dies is started again (a crash before the platform
+        # was ever ready is a configuration problem: wait_until_ready reports it instead).
+        supervisor = Supervisor(processes, say=_say, clock=time.monotonic)
+        supervisor.started()
         while not stop.wait(1.0):
-            dead = [managed for managed in processes if not managed.running]
-            if dead:
-                for managed in dead:
-                    print(
-                        f"{managed.name} exited; its log ends:\n{managed.log_tail()}",
-                        file=sys.stderr,
-                    )
-                exit_code = 1
-                break
+            supervisor.check()
     except (RuntimeError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         exit_code = 1
     finally:
         print("Stopping...", flush=True)
-        # The gateway first, so nothing new comes in, then the services.
-        for managed in reversed(processes):
-            managed.stop()
+        stop_in_order([gateway], services)
         print("Stopped.")
     return exit_code
+
+
+def _say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def _relative(path: Path) -> str:
