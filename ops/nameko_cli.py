@@ -9,7 +9,13 @@ from common.notices import silence_import_notices
 
 silence_import_notices()
 
+import os  # noqa: E402
+
 from nameko.cli.main import main  # noqa: E402 - the filters must come first
 
+from ops.instance import use_checkout_environment  # noqa: E402
+
 if __name__ == "__main__":
+    # .env.local, and this checkout's vhost and databases (ops/instance.py)
+    use_checkout_environment(os.environ)
     sys.exit(main())

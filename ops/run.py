@@ -10,12 +10,14 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import unquote
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url
 from ops import databases
+from ops.instance import INSTANCE_ENV, database_name
 from ops.processes import (
     ManagedProcess,
     gateway_process,
@@ -36,6 +38,7 @@ def _prepare_data(books: int) -> tuple[str, str]:
     for service in SERVICE_PACKAGES:
         databases.prepare(service)
         print(f"  {service}: database migrated")
+    _check_signing_keys()
     with Session(create_engine(database_url("catalog"))) as session:
         added = seed_catalog(session, books=books)
     print(f"  catalog: demo catalog of {books} books ({added} added now)")
@@ -45,6 +48,22 @@ def _prepare_data(books: int) -> tuple[str, str]:
         create_admin(session, email, password, "Administrator")
         session.commit()
     return email, password
+
+
+class StartupRefused(Exception):
+    """Something ``bookstore run`` can see before starting anything, and says how to fix."""
+
+
+def _check_signing_keys() -> None:
+    """Auth would start but never sign a token if its keys were sealed with another
+    passphrase (another checkout's, a lost .env.local): say so now, and how to recover,
+    instead of waiting for readiness to time out."""
+    from svc_auth.signing import unreadable_key_ids, unreadable_keys_advice
+
+    with Session(create_engine(database_url("auth"))) as session:
+        kids = unreadable_key_ids(session, os.environ["AUTH_KEY_PASSPHRASE"].encode())
+    if kids:
+        raise StartupRefused(f"auth cannot start. {unreadable_keys_advice(kids)}")
 
 
 # Secrets with no default anywhere; bin/run generates them into .env.local.
@@ -59,8 +78,18 @@ def run_platform(books: int, port: int) -> int:
             file=sys.stderr,
         )
         return 2
+    instance = os.environ.get(INSTANCE_ENV)
+    if instance:
+        print(
+            f"Instance {instance} (.env.local): databases {database_name(instance, '<service>')}, "
+            f"RabbitMQ vhost {unquote(os.environ['AMQP_URI'].rsplit('/', 1)[1])}"
+        )
     print("Preparing databases and demo data...")
-    admin_email, admin_password = _prepare_data(books)
+    try:
+        admin_email, admin_password = _prepare_data(books)
+    except StartupRefused as refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
 
     env = {
         "GATEWAY_PORT": str(port),
