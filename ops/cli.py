@@ -109,7 +109,9 @@ def reset_signing_keys(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ops.run import run_platform
 
-    return run_platform(books=args.books, port=args.port)
+    return run_platform(
+        books=args.books, port=args.port, allow_loopback_webhooks=args.allow_loopback_webhooks
+    )
 
 
 def run_service(args: argparse.Namespace) -> int:
@@ -322,6 +324,12 @@ def parser() -> argparse.ArgumentParser:
     command = commands.add_parser("run", help="run the whole platform until Ctrl-C")
     command.add_argument("--books", type=int, default=3000, help="demo catalog size")
     command.add_argument("--port", type=int, default=8080)
+    command.add_argument(
+        "--allow-loopback-webhooks",
+        action="store_true",
+        help="let webhooks reach receivers on this machine (127.0.0.1, ::1); never other "
+        "private addresses",
+    )
     command.set_defaults(handler=run)
 
     command = commands.add_parser("run-service", help="run one nameko service (containers)")

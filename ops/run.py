@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url
+from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, env_bool
 from ops import databases
 from ops.instance import INSTANCE_ENV, database_name
 from ops.processes import (
@@ -70,7 +70,7 @@ def _check_signing_keys() -> None:
 REQUIRED_SECRETS = ("AUTH_KEY_PASSPHRASE", "BOOKSTORE_ADMIN_PASSWORD")
 
 
-def run_platform(books: int, port: int) -> int:
+def run_platform(books: int, port: int, allow_loopback_webhooks: bool = False) -> int:
     missing = [name for name in REQUIRED_SECRETS if not os.environ.get(name)]
     if missing:
         print(
@@ -91,11 +91,9 @@ def run_platform(books: int, port: int) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
 
-    env = {
-        "GATEWAY_PORT": str(port),
-        # Everything runs on this machine, webhook receivers under development included.
-        "NOTIFY_WEBHOOK_ALLOW_PRIVATE": os.environ.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
-    }
+    env = {"GATEWAY_PORT": str(port)}
+    if allow_loopback_webhooks:
+        env["NOTIFY_WEBHOOK_ALLOW_LOOPBACK"] = "true"
     services = [service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES]
     gateway = gateway_process(LOG_DIR, env)
     processes: list[ManagedProcess] = [*services, gateway]
@@ -121,6 +119,7 @@ def run_platform(books: int, port: int) -> int:
             f"  Swagger UI  {base_url}/docs\n"
             f"  Spec        {base_url}/openapi.json\n"
             f"  Admin       {admin_email} / {admin_password}\n"
+            f"  Webhooks    {_webhook_guard(allow_loopback_webhooks)}\n"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )
@@ -138,6 +137,16 @@ def run_platform(books: int, port: int) -> int:
         stop_in_order([gateway], services)
         print("Stopped.")
     return exit_code
+
+
+def _webhook_guard(allow_loopback: bool) -> str:
+    """What the notify service's destination guard lets through, for the banner."""
+    if env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", False):
+        return "to any address, this machine and private networks included (set in the "
+        "environment: NOTIFY_WEBHOOK_ALLOW_PRIVATE)"
+    if allow_loopback:
+        return "to public addresses and this machine (--allow-loopback-webhooks)"
+    return "to public addresses only (--allow-loopback-webhooks lets in a receiver on this machine)"
 
 
 def _say(line: str) -> None:

@@ -61,6 +61,7 @@ def test_run_command_starts_everything_restarts_what_dies_and_ctrl_c_stops_it(
         "AMQP_URI": run_vhost,
         "GATEWAY_PORT": str(port),
         "BOOKSTORE_ADMIN_PASSWORD": "an admin password for this test",
+        "NOTIFY_WEBHOOK_ALLOW_PRIVATE": "",  # bin/run's own default: the guard on
     }
     output = tmp_path / "run.log"
     with output.open("w") as log:
@@ -77,6 +78,7 @@ def test_run_command_starts_everything_restarts_what_dies_and_ctrl_c_stops_it(
             assert supervisor.poll() is None, output.read_text()
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.5)
+        assert "Webhooks    to public addresses only (--allow-loopback" in output.read_text()
         ready = requests.get(f"http://127.0.0.1:{port}/ready", timeout=10)
         assert ready.status_code == 200, ready.text
         children = subprocess.run(
