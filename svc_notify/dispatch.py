@@ -205,6 +205,7 @@ class Dispatcher(DependencyProvider):
                 float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)),
                 _http_session(),
                 allow_private=channels.private_webhooks_allowed(config),
+                allow_loopback=channels.loopback_webhooks_allowed(config),
             ),
         )
         self.sms_templates = {path.stem for path in self.senders.renderer.directory.glob("*.sms")}
