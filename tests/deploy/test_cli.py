@@ -1,4 +1,5 @@
-"""The container entry points: ``bookstore ping`` answers for a real service."""
+"""The container entry points: ``bookstore ping`` answers for a real service;
+``bookstore run-service`` refuses a configuration unsafe for production."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def test_ping_fails_when_the_broker_is_unreachable(platform):
     result = _ping({**platform.env, "AMQP_URI": dead}, "auth")
     assert result.returncode == 1
     assert "unreachable" in result.stdout
+
+
+def test_run_service_refuses_the_mock_provider_in_production():
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "run-service", "payment"],
+        env={**os.environ, "BOOKSTORE_ENVIRONMENT": "production", "PAYMENT_PROVIDER": "mock"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: payment: PAYMENT_PROVIDER=mock takes no real payments")
