@@ -130,9 +130,29 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
+def startup_refusal(service: str) -> str | None:
+    """Why the service's configuration must not start, in one line, or None. Checked
+    before exec so a container's log says it plainly; the service checks again itself
+    (``nameko run`` started some other way)."""
+    if service == "payment":
+        from common.config import service_config
+        from svc_payment.providers import provider_named
+
+        config = service_config(service)
+        try:
+            provider_named(str(config.get("PAYMENT_PROVIDER", "")), config)
+        except ValueError as error:
+            return str(error)
+    return None
+
+
 def run_service(args: argparse.Namespace) -> int:
     from ops.processes import service_command
 
+    refusal = startup_refusal(args.service)
+    if refusal is not None:
+        print(f"error: {args.service}: {refusal}", file=sys.stderr)
+        return 2
     command = service_command(args.service)
     # exec, not a child: in a container the service must be the process that receives
     # SIGTERM, so nameko stops gracefully (finishing running workers) on a rollout.

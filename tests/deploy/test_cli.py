@@ -1,4 +1,5 @@
-"""The container entry points: ``bookstore ping`` answers for a real service."""
+"""The container entry points: ``bookstore ping`` answers for a real service;
+``bookstore run-service`` refuses a configuration unsafe for production."""
 
 from __future__ import annotations
 
@@ -67,3 +68,17 @@ def test_migrate_without_a_database_says_so_in_one_line():
     assert lines[0].startswith("error: auth: its database postgresql+psycopg2://bookstore:***@")
     assert "AUTH_DATABASE_URL" in lines[0] and "Connection refused" in lines[0]
     assert "s3cret" not in result.stderr
+
+
+def test_run_service_refuses_the_mock_provider_in_production():
+    result = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "run-service", "payment"],
+        env={**os.environ, "BOOKSTORE_ENVIRONMENT": "production", "PAYMENT_PROVIDER": "mock"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: payment: PAYMENT_PROVIDER=mock takes no real payments")
