@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import tempfile
+
 import uvicorn
 
 from common.logging import logging_config
+from gateway.metrics import MULTIPROCESS_DIR_ENV
 from gateway.settings import Settings
+
+
+def raise_open_files_limit() -> None:
+    """Every client connection is a file descriptor: the soft limit (often 1,024) would
+    refuse connections long before memory or CPU run out, so take what the hard limit
+    allows (inherited by the workers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    if soft < target:
+        # If the kernel's own ceiling is lower, keep what we have.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def main() -> None:
     settings = Settings()
+    raise_open_files_limit()
+    if settings.workers > 1 and not os.environ.get(MULTIPROCESS_DIR_ENV):
+        # Each worker process writes its metrics here; any worker's scrape sums them.
+        # The workers are spawned (not forked), so they import prometheus-client afresh
+        # with this set.
+        os.environ[MULTIPROCESS_DIR_ENV] = tempfile.mkdtemp(prefix="bookstore-gateway-metrics-")
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import inflection
-from connexion import FlaskApp
+from connexion import AsyncApp
 from connexion.exceptions import ResolverError
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
@@ -18,19 +19,24 @@ from connexion.resolver import Resolver
 from common import context, tracing
 from common.schemas import SPEC_PATH
 from gateway import calls, openapi31, operational, problems, ratelimit, security
+from gateway.amqp_rpc import AsyncRpcClient
 from gateway.audit import TokenRefusalReporter
 from gateway.handlers import admin, auth, catalog, notify, orders, search, webhooks
-from gateway.metrics import MetricsMiddleware
+from gateway.metrics import MetricsMiddleware, forget_this_process
 from gateway.middleware import (
     BodySizeLimitMiddleware,
     ControlCharactersInPathMiddleware,
+    RawBodyMiddleware,
     RequestContextMiddleware,
 )
+from gateway.read_cache import EventSubscription, ReadCache, ReadCacheMiddleware
 from gateway.revocations import RevocationList
-from gateway.rpc import RpcClient
 from gateway.settings import API_BASE_PATH, Settings
 
 HANDLER_MODULES = (admin, auth, catalog, notify, orders, search, webhooks)
+#: How long a worker's startup waits for the token keys and revocations (then it serves
+#: anyway, and /ready says what is missing).
+STARTUP_WAIT_SECONDS = 15.0
 
 
 class HandlerResolver(Resolver):
@@ -61,19 +67,24 @@ def create_app(
     resolver: Resolver | None = None,
     key_cache: security.KeyCache | None = None,
     revocations: RevocationList | None = None,
-) -> FlaskApp:
+) -> AsyncApp:
     """The gateway. ``resolver``, ``key_cache`` and ``revocations`` replace the real
     handlers, the JWKS source and the revocation source, for tests of the HTTP layer
-    that run without services."""
+    that run without services.
+
+    Every request runs on the event loop from end to end (docs/decisions/0070): the
+    handlers are coroutines awaiting one RPC call on the process's one AMQP connection.
+    The background threads (key refresh, revocation poll, refusal audit) call through
+    the same client, on its loop."""
     settings = settings or Settings()
     # Per process (each uvicorn worker runs this factory): a tracer provider cannot be
     # shared across a fork.
     tracing.configure("gateway")
     openapi31.install()
-    rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout)
+    rpc = AsyncRpcClient(settings.amqp_uri, settings.rpc_timeout)
     if key_cache is None:
         key_cache = security.KeyCache(
-            lambda: rpc.call(
+            lambda: rpc.call_from_thread(
                 "auth",
                 "get_jwks",
                 context=context.CallContext(correlation_id=context.new_correlation_id()),
@@ -82,7 +93,7 @@ def create_app(
         )
     if revocations is None:
         revocations = RevocationList(
-            lambda since: rpc.call(
+            lambda since: rpc.call_from_thread(
                 "auth",
                 "access_revocations",
                 since,
@@ -95,7 +106,7 @@ def create_app(
             settings.revocation_poll_interval,
         )
     refusals = TokenRefusalReporter(
-        lambda batch: rpc.call(
+        lambda batch: rpc.call_from_thread(
             "auth",
             "record_token_refusals",
             batch,
@@ -103,6 +114,13 @@ def create_app(
         )
     )
     calls.use_rpc_client(rpc)
+    cache = (
+        ReadCache(settings.cache_ttl, settings.cache_max_entries, settings.cache_max_bytes)
+        if settings.read_cache
+        else None
+    )
+    if cache is not None:
+        rpc.on_connected.append(EventSubscription(cache).subscribe)
     security.use_key_cache(key_cache, refusals, revocations)
     limiter = (
         ratelimit.RateLimiter(
@@ -116,18 +134,27 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        await rpc.start()
         key_cache.start()
         revocations.start()
         refusals.start()
+        # A worker takes no connection before its startup ends: waiting here for what
+        # token checks need keeps a fresh worker from refusing tokens while its siblings
+        # (and /ready, answered by any of them) already accept them.
+        waited = 0.0
+        while not (key_cache.loaded and revocations.loaded) and waited < STARTUP_WAIT_SECONDS:
+            await asyncio.sleep(0.05)
+            waited += 0.05
         yield
         refusals.stop()
         revocations.stop()
         key_cache.stop()
         if limiter is not None:
             await limiter.close()
-        rpc.close()
+        await rpc.close()
+        forget_this_process()
 
-    app = FlaskApp(__name__, lifespan=lifespan)
+    app = AsyncApp(__name__, lifespan=lifespan)
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
@@ -138,11 +165,18 @@ def create_app(
         position=MiddlewarePosition.BEFORE_SWAGGER,
         max_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(RawBodyMiddleware, position=MiddlewarePosition.BEFORE_VALIDATION)
     if limiter is not None:
         app.add_middleware(
             ratelimit.RateLimitMiddleware,
             position=MiddlewarePosition.BEFORE_SECURITY,
             limiter=limiter,
+        )
+    if cache is not None:
+        # Inside the rate limiter (a hit is still a request), before security and
+        # validation (a hit needs neither: gateway/read_cache.py).
+        app.add_middleware(
+            ReadCacheMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, cache=cache
         )
     app.add_api(
         SPEC_PATH,

@@ -4,30 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from connexion import request
 from connexion.context import context as connexion_context
-from flask import Response as FlaskResponse
-from flask import request
+from connexion.context import scope as connexion_scope
+from starlette.responses import Response as StarletteResponse
 
 from common import context
-from gateway.rpc import RpcClient
+from gateway.amqp_rpc import AsyncRpcClient
+from gateway.middleware import RAW_BODY_KEY
 
-_rpc: RpcClient | None = None
+_rpc: AsyncRpcClient | None = None
 
 
-def use_rpc_client(rpc: RpcClient) -> None:
+def use_rpc_client(rpc: AsyncRpcClient) -> None:
     global _rpc  # one client per gateway process, set by the app factory
     _rpc = rpc
 
 
-def rpc_client() -> RpcClient:
+def rpc_client() -> AsyncRpcClient:
     if _rpc is None:
         raise RuntimeError("the gateway's RPC client is not configured (use create_app)")
     return _rpc
 
 
-def call(service: str, method: str, *args: Any, **kwargs: Any) -> Any:
+async def call(service: str, method: str, *args: Any, **kwargs: Any) -> Any:
     """Calls ``service.method`` on behalf of the current request's caller."""
-    return rpc_client().call(service, method, *args, context=request_context(), **kwargs)
+    return await rpc_client().call(service, method, *args, context=request_context(), **kwargs)
 
 
 def request_context() -> context.CallContext:
@@ -52,13 +54,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return body, status, {**JSON_RESPONSE, **(headers or {})}
 
 
-def empty_response(status: int, headers: dict[str, str] | None = None) -> FlaskResponse:
-    """A 204 or 304: no body, so no Content-Type either (Flask would add text/html)."""
-    response = FlaskResponse(status=status, headers=headers)
-    del response.headers["Content-Type"]
-    return response
+def empty_response(status: int, headers: dict[str, str] | None = None) -> StarletteResponse:
+    """A 204 or 304: no body, so no Content-Type either."""
+    return StarletteResponse(status_code=status, headers=headers)
 
 
 def header(name: str) -> str | None:
     """A request header (connexion passes only path, query and body parameters)."""
     return request.headers.get(name)
+
+
+def raw_body() -> bytes:
+    """The request body exactly as it came (only for operations that need the bytes:
+    see :class:`gateway.middleware.RawBodyMiddleware`)."""
+    return connexion_scope["extensions"][RAW_BODY_KEY]

@@ -6,22 +6,27 @@ the matched operation into the ASGI scope, and the spec says which template that
 operation has. Requests no operation matched are ``unmatched``, except the gateway's own
 few operational routes.
 
-One registry per process: run one gateway worker per container and scale with
-replicas (docs/decisions/0021), so every scrape sees the whole of its process.
+A gateway with several worker processes (``GATEWAY_WORKERS``, the number of cores by
+default) counts in prometheus-client's multiprocess mode: ``python -m gateway`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers start, and every
+scrape, whichever worker answers it, sums them all (docs/decisions/0071).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,10 +50,29 @@ HTTP_DURATION = Histogram(
     "Time from receiving a request to the end of its response, by route template.",
     ["route", "method"],
 )
+#: Set (before this module is imported) when the gateway runs several worker processes.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 HTTP_IN_FLIGHT = Gauge(
     "bookstore_http_requests_in_flight",
     "Requests the gateway is working on now.",
+    multiprocess_mode="livesum",
 )
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads: this process's registry, or every worker's files."""
+    if not os.environ.get(MULTIPROCESS_DIR_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def forget_this_process() -> None:
+    """A stopping worker's live gauges (requests in flight) stop counting."""
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def operation_routes() -> dict[str, str]:
@@ -119,7 +143,7 @@ class MetricsMiddleware:
 
     @staticmethod
     async def _serve_metrics(send: Send) -> None:
-        body = generate_latest(REGISTRY)
+        body = generate_latest(scrape_registry())
         await send(
             {
                 "type": "http.response.start",

@@ -161,3 +161,37 @@ class ControlCharactersInPathMiddleware:
         if scope["type"] == "http" and ("\n" in scope["path"] or "\r" in scope["path"]):
             raise HTTPException(400, "The path must not contain line breaks.")
         await self.app(scope, receive, send)
+
+
+#: Where :class:`RawBodyMiddleware` leaves the bytes, in the scope's ``extensions``.
+RAW_BODY_KEY = "bookstore_raw_body"
+#: Operations whose handler needs the body as sent: a signature covers those bytes.
+RAW_BODY_OPERATIONS = frozenset({"receiveStripeWebhook"})
+
+
+class RawBodyMiddleware:
+    """Keeps a copy of the request body, as received, for the operations that verify a
+    signature over it (connexion hands handlers the parsed JSON only). Sits after routing
+    and before validation; the copy goes in ``scope["extensions"]``, which the scope
+    copies further in share."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        routing = scope.get("extensions", {}).get("connexion_routing", {})
+        if scope["type"] != "http" or routing.get("operation_id") not in RAW_BODY_OPERATIONS:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        extensions = scope.setdefault("extensions", {})
+        extensions[RAW_BODY_KEY] = b""
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                extensions[RAW_BODY_KEY] = b"".join(chunks)
+            return message
+
+        await self.app(scope, receive_and_keep, send)

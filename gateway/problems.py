@@ -15,7 +15,7 @@ import logging
 import re
 from typing import Any
 
-from connexion import FlaskApp
+from connexion.apps.abstract import AbstractApp
 from connexion.exceptions import ProblemException
 from connexion.http_facts import HTTP_STATUS_CODES
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -200,7 +200,7 @@ def _unexpected(request: ConnexionRequest, error: Exception) -> ConnexionRespons
     return problem(request, 500, "Something went wrong on our side. It has been logged.")
 
 
-def register(app: FlaskApp) -> None:
+def register(app: AbstractApp) -> None:
     """Installs the handlers, most specific first (connexion looks them up by class)."""
     app.add_error_handler(errors.BookstoreError, _domain_error)
     app.add_error_handler(ServiceUnavailable, _service_unavailable)

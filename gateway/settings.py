@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from common.config import SERVICE_PACKAGES, env_bool, env_float, env_int, env_str
@@ -38,8 +39,9 @@ class Settings:
     max_body_bytes: int = field(
         default_factory=lambda: env_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)
     )
-    #: Server processes; each keeps its own RPC proxies and key cache.
-    workers: int = field(default_factory=lambda: env_int("GATEWAY_WORKERS", 1))
+    #: Server processes (default: one per core); each keeps its own AMQP connection,
+    #: key cache and read cache.
+    workers: int = field(default_factory=lambda: env_int("GATEWAY_WORKERS", os.cpu_count() or 1))
     #: Proxies whose X-Forwarded-For is believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = field(
         default_factory=lambda: env_str("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -55,5 +57,16 @@ class Settings:
     #: Prefix of the gateway's Redis keys (several deployments can share one Redis).
     rate_limit_prefix: str = field(
         default_factory=lambda: env_str("GATEWAY_RATE_LIMIT_PREFIX", "bookstore:ratelimit:")
+    )
+    #: Public catalog reads answered from each worker's memory (gateway/read_cache.py).
+    read_cache: bool = field(default_factory=lambda: env_bool("GATEWAY_READ_CACHE", True))
+    #: Seconds an entry lives if no event drops it first: the staleness bound when an
+    #: event is lost.
+    cache_ttl: float = field(default_factory=lambda: env_float("GATEWAY_CACHE_TTL", 5.0))
+    cache_max_entries: int = field(
+        default_factory=lambda: env_int("GATEWAY_CACHE_MAX_ENTRIES", 20_000)
+    )
+    cache_max_bytes: int = field(
+        default_factory=lambda: env_int("GATEWAY_CACHE_MAX_BYTES", 64 * 1024 * 1024)
     )
     services: tuple[str, ...] = tuple(SERVICE_PACKAGES)

@@ -303,6 +303,13 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         # of their own (tests/e2e/test_rate_limits.py), with keys of their own.
         "GATEWAY_RATE_LIMITS": "default=1000000/1s,credentials=1000000/1s",
         "GATEWAY_RATE_LIMIT_PREFIX": f"bookstore-{namespace}:{uuid.uuid4().hex}:",
+        # reset_data empties the tables between tests without an event, which a read
+        # cache would not hear of: the cache has tests of its own, on a gateway of its
+        # own (tests/e2e/test_read_cache.py).
+        "GATEWAY_READ_CACHE": "0",
+        # One worker per test gateway: the suite starts many, and a test must not depend
+        # on which worker's state answers it (tests that want several say so).
+        "GATEWAY_WORKERS": "1",
         # Every process traces, to one JSON-lines file (tests/e2e/test_tracing.py reads
         # it), exported often so a test need not wait the default 5 s for its spans.
         TRACES_FILE_ENV: str(log_dir / "traces.jsonl"),

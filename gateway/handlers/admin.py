@@ -11,7 +11,7 @@ from typing import Any
 from gateway.calls import Response, call, json_response
 
 
-def list_users(
+async def list_users(
     limit: int,
     cursor: str | None = None,
     email: str | None = None,
@@ -19,7 +19,7 @@ def list_users(
     status: str | None = None,
 ) -> Response:
     return json_response(
-        call(
+        await call(
             "auth",
             "list_users",
             email=email,
@@ -31,30 +31,30 @@ def list_users(
     )
 
 
-def admin_get_user(user_id: str) -> Response:
-    return json_response(call("auth", "admin_get_user", user_id))
+async def admin_get_user(user_id: str) -> Response:
+    return json_response(await call("auth", "admin_get_user", user_id))
 
 
-def set_user_roles(user_id: str, body: dict[str, Any]) -> Response:
-    return json_response(call("auth", "set_roles", user_id, body["roles"]))
+async def set_user_roles(user_id: str, body: dict[str, Any]) -> Response:
+    return json_response(await call("auth", "set_roles", user_id, body["roles"]))
 
 
-def suspend_user(user_id: str, body: dict[str, Any]) -> Response:
-    return json_response(call("auth", "suspend_user", user_id, body["reason"]))
+async def suspend_user(user_id: str, body: dict[str, Any]) -> Response:
+    return json_response(await call("auth", "suspend_user", user_id, body["reason"]))
 
 
-def reinstate_user(user_id: str) -> Response:
-    return json_response(call("auth", "reinstate_user", user_id))
+async def reinstate_user(user_id: str) -> Response:
+    return json_response(await call("auth", "reinstate_user", user_id))
 
 
-def list_audit_events(
+async def list_audit_events(
     limit: int,
     cursor: str | None = None,
     user_id: str | None = None,
     action: str | None = None,
 ) -> Response:
     return json_response(
-        call(
+        await call(
             "auth",
             "list_audit_events",
             subject_id=user_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response as FlaskResponse
+from starlette.responses import Response as StarletteResponse
 
 from common.errors import NotFound
 from gateway.calls import Response, call, empty_response, header, json_response
@@ -12,7 +12,7 @@ from gateway.conditional import etag, expected_version, none_match
 from gateway.settings import API_BASE_PATH
 
 
-def list_products(
+async def list_products(
     limit: int,
     sort: str,
     cursor: str | None = None,
@@ -28,7 +28,7 @@ def list_products(
         "price_max": price_max,
     }
     return json_response(
-        call(
+        await call(
             "catalog",
             "list_products",
             filters={name: value for name, value in filters.items() if value is not None},
@@ -39,8 +39,10 @@ def list_products(
     )
 
 
-def create_product(body: dict[str, Any]) -> Response:
-    product = call("catalog", "create_product", body, idempotency_key=header("Idempotency-Key"))
+async def create_product(body: dict[str, Any]) -> Response:
+    product = await call(
+        "catalog", "create_product", body, idempotency_key=header("Idempotency-Key")
+    )
     return json_response(
         product,
         201,
@@ -51,16 +53,16 @@ def create_product(body: dict[str, Any]) -> Response:
     )
 
 
-def get_product(product_id: str) -> Response | FlaskResponse:
-    product = call("catalog", "get_product", product_id)
+async def get_product(product_id: str) -> Response | StarletteResponse:
+    product = await call("catalog", "get_product", product_id)
     current = etag(product["version"])
     if none_match(header("If-None-Match"), current):
         return empty_response(304, {"ETag": current})
     return json_response(product, 200, {"ETag": current})
 
 
-def update_product(product_id: str, body: dict[str, Any]) -> Response:
-    product = call(
+async def update_product(product_id: str, body: dict[str, Any]) -> Response:
+    product = await call(
         "catalog",
         "update_product",
         product_id,
@@ -70,8 +72,8 @@ def update_product(product_id: str, body: dict[str, Any]) -> Response:
     return json_response(product, 200, {"ETag": etag(product["version"])})
 
 
-def delete_product(product_id: str) -> FlaskResponse:
-    call(
+async def delete_product(product_id: str) -> StarletteResponse:
+    await call(
         "catalog",
         "delete_product",
         product_id,
@@ -80,23 +82,25 @@ def delete_product(product_id: str) -> FlaskResponse:
     return empty_response(204)
 
 
-def list_categories(limit: int, cursor: str | None = None) -> Response:
-    return json_response(call("catalog", "list_categories", cursor=cursor, limit=limit))
+async def list_categories(limit: int, cursor: str | None = None) -> Response:
+    return json_response(await call("catalog", "list_categories", cursor=cursor, limit=limit))
 
 
-def create_category(body: dict[str, Any]) -> Response:
-    category = call("catalog", "create_category", body, idempotency_key=header("Idempotency-Key"))
+async def create_category(body: dict[str, Any]) -> Response:
+    category = await call(
+        "catalog", "create_category", body, idempotency_key=header("Idempotency-Key")
+    )
     return json_response(
         category, 201, {"Location": f"{API_BASE_PATH}/categories/{category['id']}"}
     )
 
 
-def get_category(category_id: str) -> Response:
-    return json_response(call("catalog", "get_category", category_id))
+async def get_category(category_id: str) -> Response:
+    return json_response(await call("catalog", "get_category", category_id))
 
 
-def get_availability(product_id: str) -> Response:
-    products = call("catalog", "availability", [product_id])["products"]
+async def get_availability(product_id: str) -> Response:
+    products = (await call("catalog", "availability", [product_id]))["products"]
     product = products.get(product_id)
     if product is None or not product["purchasable"]:
         raise NotFound("No such product.", {"product_id": product_id})
@@ -106,12 +110,12 @@ def get_availability(product_id: str) -> Response:
     )
 
 
-def get_stock(product_id: str) -> Response:
-    return json_response(call("catalog", "get_stock", product_id))
+async def get_stock(product_id: str) -> Response:
+    return json_response(await call("catalog", "get_stock", product_id))
 
 
-def set_stock(product_id: str, body: dict[str, Any]) -> Response:
-    stock = call(
+async def set_stock(product_id: str, body: dict[str, Any]) -> Response:
+    stock = await call(
         "catalog", "set_stock", product_id, body["on_hand"], body.get("low_stock_threshold")
     )
     return json_response(stock)

@@ -9,7 +9,7 @@ from typing import Any
 from gateway.calls import Response, call, header, json_response
 
 
-def search_books(
+async def search_books(
     limit: int,
     q: str | None = None,
     category: str | None = None,
@@ -30,7 +30,7 @@ def search_books(
         "in_stock": in_stock,
     }
     return json_response(
-        call(
+        await call(
             "search",
             "search",
             q=q,
@@ -42,16 +42,18 @@ def search_books(
     )
 
 
-def suggest_search(q: str, limit: int) -> Response:
-    return json_response(call("search", "suggest", q=q, limit=limit))
+async def suggest_search(q: str, limit: int) -> Response:
+    return json_response(await call("search", "suggest", q=q, limit=limit))
 
 
-def list_reviews(product_id: str, limit: int, cursor: str | None = None) -> Response:
-    return json_response(call("catalog", "list_reviews", product_id, cursor=cursor, limit=limit))
+async def list_reviews(product_id: str, limit: int, cursor: str | None = None) -> Response:
+    return json_response(
+        await call("catalog", "list_reviews", product_id, cursor=cursor, limit=limit)
+    )
 
 
-def create_review(user: str, product_id: str, body: dict[str, Any]) -> Response:
-    review = call(
+async def create_review(user: str, product_id: str, body: dict[str, Any]) -> Response:
+    review = await call(
         "catalog",
         "create_review",
         product_id,
@@ -62,9 +64,9 @@ def create_review(user: str, product_id: str, body: dict[str, Any]) -> Response:
     return json_response(review, 201)
 
 
-def list_also_bought(product_id: str, limit: int) -> Response:
-    return json_response(call("search", "also_bought", product_id, limit=limit))
+async def list_also_bought(product_id: str, limit: int) -> Response:
+    return json_response(await call("search", "also_bought", product_id, limit=limit))
 
 
-def get_recommendations(user: str, limit: int) -> Response:
-    return json_response(call("search", "recommendations", user, limit=limit))
+async def get_recommendations(user: str, limit: int) -> Response:
+    return json_response(await call("search", "recommendations", user, limit=limit))

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
-
-from gateway.calls import Response, call, header, json_response
+from gateway.calls import Response, call, header, json_response, raw_body
 
 
-def receive_stripe_webhook(body: dict[str, Any]) -> Response:
-    payload = request.get_data(as_text=True)
-    result = call("payment", "handle_webhook", payload, header("Stripe-Signature"))
+async def receive_stripe_webhook(body: dict[str, Any]) -> Response:
+    payload = raw_body().decode("utf-8")
+    result = await call("payment", "handle_webhook", payload, header("Stripe-Signature"))
     return json_response({"received": True, "outcome": result["outcome"]})
