@@ -243,12 +243,20 @@ def build_scenarios(base_url: str, amqp_uri: str, catalog: Catalog) -> dict[str,
 # --- Running -------------------------------------------------------------------------------
 
 
-def run_scenario(factory: ClientFactory, duration: float, concurrency: int) -> ScenarioResult:
-    """Runs ``concurrency`` workers: connect, warm up, then call for ``duration`` seconds."""
+def run_scenario(
+    factory: ClientFactory,
+    duration: float,
+    concurrency: int,
+    on_connected: Callable[[], None] | None = None,
+) -> ScenarioResult:
+    """Runs ``concurrency`` workers: connect, warm up, then call for ``duration`` seconds.
+    ``on_connected`` runs once every worker has connected, before the warm-up."""
     window = Window()
 
     def open_window() -> None:
         # Runs once every worker has connected, so connection setup is never measured.
+        if on_connected is not None:
+            on_connected()
         window.measure_from = time.perf_counter() + WARMUP_S
         window.measure_until = window.measure_from + duration
 

@@ -15,24 +15,35 @@ Run it with the platform up, limits raised (every worker shares one address)::
 
 It logs in as the administrator with ``BOOKSTORE_ADMIN_PASSWORD`` (from ``.env.local``,
 which bin/run writes) to set the stock.
+
+It also says what one order costs the platform (bench/work.py): RPC calls, commits,
+events published and consumed, CPU milliseconds per process. For that each service must
+serve its metrics on a port of its own; start the platform with
+``eval "$(.venv/bin/python -m bench.checkout --print-env)"`` in the environment, or pass
+``--no-count``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import requests
+from sqlalchemy import create_engine, text
 
 from bench.catalog import (
     HTTP_TIMEOUT_S,
+    REPO_ROOT,
     RESULTS_DIR,
     WARMUP_S,
     Call,
@@ -46,11 +57,17 @@ from bench.catalog import (
     run_scenario,
     write_report,
 )
+from bench.work import WorkMeter, per_unit
+from common.config import SERVICE_PACKAGES, database_url
 
 SCENARIOS = ("add_to_cart", "checkout")
 POOL_SIZE = 50
 POOL_STOCK = 1_000_000
 PASSWORD = "benchmark shopper password"  # noqa: S105 - throw-away bench accounts
+SETUP_ATTEMPTS = 5
+SETUP_TURNS = threading.Lock()
+#: Where each service serves its metrics while benchmarked (``--print-env``).
+METRICS_PORTS = {service: 9461 + number for number, service in enumerate(SERVICE_PACKAGES)}
 
 
 def fail(message: str) -> SystemExit:
@@ -70,9 +87,14 @@ def admin_password() -> str:
 
 
 def log_in(session: requests.Session, api: str, email: str, password: str) -> str:
-    response = session.post(
-        f"{api}/auth/login", json={"email": email, "password": password}, timeout=HTTP_TIMEOUT_S
-    )
+    for _ in range(SETUP_ATTEMPTS):
+        response = session.post(
+            f"{api}/auth/login",
+            json={"email": email, "password": password},
+            timeout=HTTP_TIMEOUT_S,
+        )
+        if response.status_code < 500:
+            break
     if response.status_code != 200 or "access_token" not in response.json():
         raise fail(f"could not log in as {email}: {response.status_code} {response.text[:200]}")
     return response.json()["access_token"]
@@ -102,14 +124,21 @@ def shopper(api: str) -> Iterator[tuple[requests.Session, dict[str, str], str]]:
     """A new customer with an address: (keep-alive session, auth headers, address id)."""
     with requests.Session() as session:
         email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-        registered = session.post(
-            f"{api}/auth/register",
-            json={"email": email, "password": PASSWORD, "accept_terms": True},
-            timeout=HTTP_TIMEOUT_S,
-        )
-        if registered.status_code != 202:
-            raise ScenarioFailed(f"register: {registered.status_code} {registered.text[:200]}")
-        headers = {"Authorization": f"Bearer {log_in(session, api, email, PASSWORD)}"}
+        # Registering and logging in hash a password (argon2): all workers at once on a
+        # busy machine outlast the gateway's deadline, so they take turns (registering
+        # again after a timeout is harmless).
+        with SETUP_TURNS:
+            for _ in range(SETUP_ATTEMPTS):
+                registered = session.post(
+                    f"{api}/auth/register",
+                    json={"email": email, "password": PASSWORD, "accept_terms": True},
+                    timeout=HTTP_TIMEOUT_S,
+                )
+                if registered.status_code < 500:
+                    break
+            if registered.status_code != 202:
+                raise ScenarioFailed(f"register: {registered.status_code} {registered.text[:200]}")
+            headers = {"Authorization": f"Bearer {log_in(session, api, email, PASSWORD)}"}
         address = session.post(
             f"{api}/me/addresses",
             json={
@@ -127,7 +156,11 @@ def shopper(api: str) -> Iterator[tuple[requests.Session, dict[str, str], str]]:
         yield session, headers, address.json()["id"]
 
 
-def build_scenarios(api: str, pool: list[str]) -> dict[str, ClientFactory]:
+def build_scenarios(
+    api: str, pool: list[str], calls: Callable[[], object]
+) -> dict[str, ClientFactory]:
+    """``calls`` is called once per scenario call (warm-up included: what is metered)."""
+
     def add(session: requests.Session, headers: dict[str, str]) -> bool:
         response = session.put(
             f"{api}/cart/items/{random.choice(pool)}",
@@ -140,13 +173,19 @@ def build_scenarios(api: str, pool: list[str]) -> dict[str, ClientFactory]:
     @contextmanager
     def add_to_cart() -> Iterator[Call]:
         with shopper(api) as (session, headers, _):
-            yield lambda: add(session, headers)
+
+            def call() -> bool:
+                calls()
+                return add(session, headers)
+
+            yield call
 
     @contextmanager
     def checkout() -> Iterator[Call]:
         with shopper(api) as (session, headers, address_id):
 
             def call() -> bool:
+                calls()
                 if not add(session, headers):
                     return False
                 response = session.post(
@@ -172,6 +211,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="worker threads")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="subset of %(default)s")
     parser.add_argument("--output", type=Path, help="JSON file (default: bench/results/)")
+    parser.add_argument(
+        "--no-count", dest="count", action="store_false", help="skip the per-order costs"
+    )
+    parser.add_argument(
+        "--platform-dir",
+        type=Path,
+        default=REPO_ROOT,
+        help="where the platform's processes were started (default: this checkout)",
+    )
+    parser.add_argument(
+        "--print-env",
+        action="store_true",
+        help="print the exports that give each service its metrics port, and exit",
+    )
+    parser.add_argument("--note", default="", help="recorded with the results")
     args = parser.parse_args(argv)
     args.base_url = args.base_url.rstrip("/")
     args.scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
@@ -182,8 +236,75 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def metrics_env() -> str:
+    return "\n".join(
+        f"export {service.upper()}_METRICS_PORT={port}" for service, port in METRICS_PORTS.items()
+    )
+
+
+def amqp_vhost() -> str:
+    uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672//")
+    return unquote(urlsplit(uri).path[1:]) or "/"
+
+
+def count_orders() -> int:
+    engine = create_engine(database_url("order"), pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(text("SELECT count(*) FROM orders"))
+    finally:
+        engine.dispose()
+
+
+def metered_run(
+    meter: WorkMeter, factory: ClientFactory, name: str, args: argparse.Namespace
+) -> tuple[ScenarioResult, dict[str, Any]]:
+    """Runs one scenario between two snapshots of a quiet platform; returns its result
+    and what it cost (totals, and per order or per cart change)."""
+    snapshots: dict[str, Any] = {}
+
+    def before() -> None:
+        meter.settle()
+        snapshots["orders"] = count_orders()
+        snapshots["calls"] = next(call_counter)
+        snapshots["before"] = meter.snapshot()
+
+    result = run_scenario(factory, args.duration, args.concurrency, on_connected=before)
+    meter.settle()
+    after = meter.snapshot()
+    totals = meter.difference(snapshots["before"], after)
+    orders = count_orders() - snapshots["orders"]
+    calls = next(call_counter) - snapshots["calls"] - 1
+    units = orders if name == "checkout" else calls
+    totals["orders_placed"], totals["calls"] = orders, calls
+    return result, {"totals": totals, "per_unit": per_unit(totals, max(units, 1))}
+
+
+call_counter = itertools.count()
+
+
+def format_costs(costs: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for name, cost in costs.items():
+        unit = cost["per_unit"]
+        lines.append(
+            f"{name}: per {'order' if name == 'checkout' else 'call'} ({unit['units']} of them): "
+            f"{unit['rpc_calls']:g} RPC calls, {unit['commits']:g} commits, "
+            f"{unit['events_published']:g} events published, "
+            f"{unit['events_consumed']:g} consumed, "
+            f"{unit['cpu_ms_platform']:g} ms CPU ({unit['cpu_ms_with_shared']:g} with RabbitMQ "
+            "and PostgreSQL's background, shared with the machine)"
+        )
+        for label, ms in sorted(unit["by"]["cpu_ms"].items(), key=lambda item: -item[1]):
+            lines.append(f"    {ms:8.1f} ms  {label}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.print_env:
+        print(metrics_env())
+        return 0
     started_at = datetime.now(UTC)
     api = f"{args.base_url}/api/v1"
     with requests.Session() as session:
@@ -194,18 +315,40 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.concurrency} customers, {WARMUP_S:g}s warm-up.",
         flush=True,
     )
-    factories = build_scenarios(api, pool)
+    factories = build_scenarios(api, pool, lambda: next(call_counter))
+    meter = (
+        WorkMeter(
+            {service: database_url(service) for service in SERVICE_PACKAGES},
+            METRICS_PORTS,
+            args.platform_dir,
+            amqp_vhost(),
+        )
+        if args.count
+        else None
+    )
     results: dict[str, ScenarioResult] = {}
-    for name in args.scenarios:
-        print(f"  {name}...", flush=True)
-        results[name] = run_scenario(factories[name], args.duration, args.concurrency)
+    costs: dict[str, dict[str, Any]] = {}
+    try:
+        for name in args.scenarios:
+            print(f"  {name}...", flush=True)
+            if meter is None:
+                results[name] = run_scenario(factories[name], args.duration, args.concurrency)
+            else:
+                results[name], costs[name] = metered_run(meter, factories[name], name, args)
+    finally:
+        if meter is not None:
+            meter.close()
     print()
     print(format_table(results))
+    if costs:
+        print()
+        print(format_costs(costs))
     document: dict[str, Any] = {
         "benchmark": "checkout",
         "started_at": started_at.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "machine": {"cpus": os.cpu_count()},
+        "note": args.note,
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
         "settings": {
             "base_url": args.base_url,
             "duration_s": args.duration,
@@ -214,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             "books_in_pool": len(pool),
         },
         "results": {name: vars(result) for name, result in results.items()},
+        "costs": costs,
     }
     output = args.output or RESULTS_DIR / f"checkout-{started_at:%Y%m%dT%H%MZ}.json"
     path = write_report(document, output, started_at)

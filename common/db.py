@@ -11,9 +11,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.errors import InvalidInput
 
-# Enough connections for nameko's default of 10 concurrent workers plus the relay;
-# pre-ping so a restarted PostgreSQL costs one failed check, not a failed request.
-ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 5}
+# A worker holds at most one connection at a time (sessions commit before any remote
+# call), so nameko's 10 workers need at most 10: five kept open, five more opened for a
+# burst and closed after. Seven services, their relays and tools then stay far inside
+# PostgreSQL's default of 100 connections on one small machine (docs/decisions/0083).
+# Pre-ping so a restarted PostgreSQL costs one failed check, not a failed request.
+ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
 
 
 def database(base: type[DeclarativeBase]) -> Database:

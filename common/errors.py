@@ -51,6 +51,12 @@ class Conflict(BookstoreError):
 
 
 @deserialize_to_instance
+class IllegalTransition(Conflict):
+    """A state machine (an order's) does not allow this move: a 409 like any conflict,
+    its own class so callers and tests can tell it from other clashes."""
+
+
+@deserialize_to_instance
 class InvalidInput(BookstoreError):
     """Well-formed input that breaks a business rule (a bad ISBN checksum, say)."""
 

@@ -3,12 +3,14 @@
 :class:`ServiceMetrics` is one class attribute on a service (``metrics =
 ServiceMetrics()``). It times every worker through nameko's ``worker_setup`` /
 ``worker_result`` hooks, so no entrypoint needs a decorator, and serves the process's
-metrics over HTTP on ``METRICS_PORT`` (off when unset or 0: tests start many services on
-one machine and turn it on only where they scrape it). ``/healthz`` on the same port
-answers from the service's own event loop, which makes it a per-instance liveness check:
-an RPC ping can be answered by any instance of the service. ``/readyz`` also runs
-``SELECT 1`` on the service's database (a pooled connection, about a millisecond): the
-readiness probe, in place of a ``bookstore ping`` process per probe.
+metrics over HTTP on ``<SERVICE>_METRICS_PORT`` (``ORDER_METRICS_PORT``...) or else
+``METRICS_PORT`` (off when unset or 0: tests start many services on one machine and turn
+it on only where they scrape it; the per-service variable lets ``bin/run``, which starts
+every service on one machine, serve each on a port of its own for bench/checkout.py).
+``/healthz`` on the same port answers from the service's own event loop, which makes it
+a per-instance liveness check: an RPC ping can be answered by any instance of the service.
+``/readyz`` also runs ``SELECT 1`` on the service's database (a pooled connection, about a
+millisecond): the readiness probe, in place of a ``bookstore ping`` process per probe.
 
 The names below are the contract with the Grafana dashboard (charts/bookstore/dashboards)
 and with alerts; tests check the dashboard uses only names a scrape really shows.
@@ -123,7 +125,9 @@ class ServiceMetrics(DependencyProvider):
     def setup(self) -> None:
         self.service_name = self.container.service_name
         if self.port is None:
-            self.port = env_int(METRICS_PORT_ENV, 0)
+            self.port = env_int(
+                f"{self.service_name.upper()}_{METRICS_PORT_ENV}", env_int(METRICS_PORT_ENV, 0)
+            )
         for dependency in self.container.dependencies:
             if isinstance(dependency, OutboxRelay):
                 OUTBOX_BACKLOG.labels(self.service_name).set_function(_safe(dependency.backlog))

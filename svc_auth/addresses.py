@@ -68,6 +68,17 @@ def get_address(session: Session, user_id: str, address_id: str) -> dict[str, An
     return address_to_dict(_owned(session, user_id, address_id))
 
 
+def shipping_details(session: Session, user_id: str, address_id: str) -> dict[str, Any]:
+    """What a checkout needs from the address book in one answer: the address, and how
+    to reach the customer about the order (carried by the order's events, so the
+    notifications service need not ask again: docs/decisions/0085)."""
+    owner = find_user(session, user_id)
+    return {
+        "address": address_to_dict(_owned(session, user_id, address_id)),
+        "contact": {"email": owner.email, "name": owner.name, "phone": owner.phone},
+    }
+
+
 def add_address(session: Session, user_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     schemas.validate("AddressCreate", fields)
     owner = find_user(session, user_id, for_update=True)  # serialises a user's additions

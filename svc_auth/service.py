@@ -160,6 +160,11 @@ class AuthService:
             return addresses.get_address(session, user_id, address_id)
 
     @rpc(expected_exceptions=BookstoreError)
+    def get_shipping_details(self, user_id: str, address_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return addresses.shipping_details(session, user_id, address_id)
+
+    @rpc(expected_exceptions=BookstoreError)
     def add_address(
         self, user_id: str, fields: dict[str, Any], idempotency_key: str | None = None
     ) -> dict[str, Any]:

@@ -76,6 +76,7 @@ def availability(session: Session, product_ids: list[str]) -> dict[str, Any]:
             "price": {"amount": product.price_amount, "currency": product.currency},
             "purchasable": product.deleted_at is None,
             "available": (level.on_hand - level.reserved) if level else 0,
+            "stock_version": level.version if level else 0,
         }
         for product, level in rows
     }
@@ -117,6 +118,7 @@ def set_stock(
             "product_id": str(parsed),
             "on_hand_before": previous_on_hand,
             **stock_to_dict(parsed, level),
+            "stock_version": level.version,
         },
     )
     _announce_low_stock(session, level, before)
@@ -137,17 +139,30 @@ def _announce_low_stock(session: Session, level: StockLevel, available_before: i
         )
 
 
-def reservation_to_dict(reservation: Reservation) -> dict[str, Any]:
+def reservation_to_dict(
+    reservation: Reservation, levels: dict[uuid.UUID, StockLevel] | None = None
+) -> dict[str, Any]:
+    """The reservation; with ``levels`` (the stock rows it just changed), each item also
+    says what is available now and the row's version: what inventory events carry, so
+    their consumers need not ask (docs/decisions/0081)."""
     return {
         "reservation_id": str(reservation.id),
         "order_id": str(reservation.order_id),
         "status": reservation.status,
         "expires_at": isoformat(reservation.expires_at),
         "items": [
-            {"product_id": str(item.product_id), "quantity": item.quantity}
+            {
+                "product_id": str(item.product_id),
+                "quantity": item.quantity,
+                **(_stock_now(levels[item.product_id]) if levels else {}),
+            }
             for item in reservation.items
         ],
     }
+
+
+def _stock_now(level: StockLevel) -> dict[str, int]:
+    return {"available": level.on_hand - level.reserved, "stock_version": level.version}
 
 
 def _checked_items(items: list[dict[str, Any]]) -> dict[uuid.UUID, int]:
@@ -237,9 +252,8 @@ def reserve(
     session.flush()
     for product_id in product_ids:
         _announce_low_stock(session, levels[product_id], before[product_id])
-    result = reservation_to_dict(reservation)
-    outbox.add(session, "inventory.reserved", result)
-    return result
+    outbox.add(session, "inventory.reserved", reservation_to_dict(reservation, levels))
+    return reservation_to_dict(reservation)
 
 
 def commit(session: Session, order_id: str) -> dict[str, Any]:
@@ -254,15 +268,16 @@ def commit(session: Session, order_id: str) -> dict[str, Any]:
             f"The reservation was {reservation.status}; it cannot be committed.",
             {"order_id": order_id, "reservation_status": reservation.status},
         )
+    levels = {}
     for item in reservation.items:
         level = session.get(StockLevel, item.product_id, with_for_update=True)
         level.on_hand -= item.quantity
         level.reserved -= item.quantity
+        levels[item.product_id] = level
     reservation.status = COMMITTED
     session.flush()
-    result = reservation_to_dict(reservation)
-    outbox.add(session, "inventory.committed", result)
-    return result
+    outbox.add(session, "inventory.committed", reservation_to_dict(reservation, levels))
+    return reservation_to_dict(reservation)
 
 
 def release(session: Session, order_id: str, reason: str, status: str = RELEASED) -> dict[str, Any]:
@@ -282,21 +297,22 @@ def release(session: Session, order_id: str, reason: str, status: str = RELEASED
     if reservation.status in (RELEASED, EXPIRED):
         return reservation_to_dict(reservation)
     restocked = reservation.status == COMMITTED
+    levels = {}
     for item in reservation.items:
         level = session.get(StockLevel, item.product_id, with_for_update=True)
         if restocked:
             level.on_hand += item.quantity
         else:
             level.reserved -= item.quantity
+        levels[item.product_id] = level
     reservation.status = status
     session.flush()
-    result = reservation_to_dict(reservation)
     outbox.add(
         session,
         "inventory.reservation_expired" if status == EXPIRED else "inventory.released",
-        {**result, "reason": reason, "restocked": restocked},
+        {**reservation_to_dict(reservation, levels), "reason": reason, "restocked": restocked},
     )
-    return result
+    return reservation_to_dict(reservation)
 
 
 def extend(session: Session, order_id: str, ttl_seconds: int) -> dict[str, Any]:

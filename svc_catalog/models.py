@@ -93,6 +93,11 @@ class StockLevel(Base):
     reserved: Mapped[int] = mapped_column(Integer, default=0)
     #: ``inventory.low_stock`` is published when available falls to this or below.
     low_stock_threshold: Mapped[int] = mapped_column(Integer, default=5)
+    #: Raised by every change of the row (SQLAlchemy's version counter; the row is locked
+    #: when changed). Inventory events carry it, so a consumer keeping a copy of the
+    #: availability applies a late event only if it is newer than what it has.
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    __mapper_args__ = {"version_id_col": version}
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

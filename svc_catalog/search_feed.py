@@ -42,6 +42,7 @@ def export_for_search(
         {
             "product": product_to_dict(product),
             "available": (level.on_hand - level.reserved) if level else 0,
+            "stock_version": level.version if level else 0,
             "rating": rating_to_dict(totals),
         }
         for product, level, totals in rows

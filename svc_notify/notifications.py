@@ -87,6 +87,12 @@ def recipient_for(envelope: dict[str, Any], directory: Directory) -> Recipient |
         user_id = str(order["user_id"])
     else:
         user_id = str(data["user_id"])
+        customer = data.get("customer")
+        if isinstance(customer, dict) and "email" in customer:
+            # Order events carry who to write to (docs/decisions/0085); older ones do not.
+            return Recipient(
+                user_id, customer.get("email"), customer.get("phone"), customer.get("name")
+            )
     user = directory.user(user_id)
     if user is None:  # deleted since: nobody to write to
         return Recipient(user_id, None, None, None)

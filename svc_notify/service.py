@@ -18,7 +18,7 @@ from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
 from common.db import check_database, database
-from common.errors import BookstoreError, DependencyUnavailable, NotFound
+from common.errors import BookstoreError, NotFound
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
 from svc_notify import notifications, preferences, webhooks
@@ -42,9 +42,8 @@ class RpcDirectory:
             return call_with_timeout(method, *args, timeout=_call_timeout())
         except NotFound:
             return None
-        except DependencyUnavailable as error:
-            # Transient for the reliable handler: retried, then parked (replayable).
-            raise TimeoutError(str(error)) from error
+        # DependencyUnavailable is transient for every reliable handler (common.consumers):
+        # retried in process, then parked for replay.
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         return self._call(self._auth.get_user, user_id)

@@ -1,12 +1,14 @@
 """The checkout saga: reserve stock, authorize payment, then mark the order paid, or
-compensate. Orchestrated here, step by step, each step idempotent on the order id.
+compensate. Orchestrated here, step by step, each step idempotent on the order id; what
+each outcome means for the order is the order's to decide (svc_order/domain.py).
 
     place order (PENDING_PAYMENT) ─► catalog.reserve ─► payment.authorize ─► catalog.commit ─► PAID
                                           │ short            │ declined          │ reservation lost
                                           ▼                  ▼                   ▼
                                       CANCELLED   release + CANCELLED   refund + CANCELLED
 
-No database transaction is held across a call to another service. Replaying the request
+No database transaction is held across a call to another service, and each step's state
+is committed, in one transaction, before the next call. Replaying the request
 (same ``Idempotency-Key``) resumes an unfinished order or answers its recorded outcome.
 If this service dies or a call times out midway, the order stays PENDING_PAYMENT and
 :meth:`Checkout.converge` (a timer) settles it once its checkout window has passed:
@@ -17,11 +19,13 @@ compensations are retried by the same timer until they succeed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import timedelta
-from typing import Any, NoReturn, Protocol
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +42,7 @@ from common.errors import (
     PaymentDeclined,
 )
 from common.idempotency import request_fingerprint
-from svc_order import carts, orders
+from svc_order import carts, domain, orders
 from svc_order.models import Order, OrderItem, OrderStatusChange, outbox
 
 log = logging.getLogger(__name__)
@@ -68,7 +72,7 @@ class Remote(Protocol):
     """The other services' operations the saga uses (RPC in production)."""
 
     def availability(self, product_ids: list[str]) -> dict[str, Any]: ...
-    def get_address(self, user_id: str, address_id: str) -> dict[str, Any]: ...
+    def shipping_details(self, user_id: str, address_id: str) -> dict[str, Any]: ...
     def reserve(
         self, order_id: str, items: list[dict[str, Any]], ttl_seconds: int
     ) -> dict[str, Any]: ...
@@ -103,6 +107,38 @@ def payment_summary(payment: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """What the saga's remote calls need of a placed order."""
+
+    id: str
+    items: list[dict[str, Any]]
+    total: int
+    currency: str
+    created_at: datetime
+
+
+def _placed(row: Order) -> _Placed:
+    return _Placed(
+        id=str(row.id),
+        items=[
+            {"product_id": str(item.product_id), "quantity": item.quantity} for item in row.items
+        ],
+        total=row.total_amount,
+        currency=row.currency,
+        created_at=row.created_at,
+    )
+
+
+def _declined(payment: dict[str, Any]) -> PaymentDeclined:
+    code = payment.get("decline_code") or "declined"
+    return PaymentDeclined(f"The payment was declined ({code}).", {"decline_code": code})
+
+
+def _checkout_window() -> timedelta:
+    return timedelta(seconds=orders.checkout_window_seconds())
+
+
 class Checkout:
     def __init__(self, sessions: SessionFactory, remote: Remote) -> None:
         self.sessions = sessions
@@ -122,17 +158,23 @@ class Checkout:
                     "This Idempotency-Key was already used with a different request.",
                     {"idempotency_key": idempotency_key},
                 )
-            status = existing.status if existing else None
-        if status == orders.PENDING_PAYMENT:
-            return self._advance(order_id, request["payment_method"])
-        if status is not None:
-            return self._outcome(order_id)
-        try:
-            self._create(order_id, user_id, request, idempotency_key, fingerprint)
-        except IntegrityError:
-            # The same checkout was placed concurrently; continue as a replay.
-            return self.place_order(user_id, request, idempotency_key)
-        return self._advance(order_id, request["payment_method"])
+            if existing is not None and existing.status != orders.PENDING_PAYMENT:
+                return _outcome(existing)
+            placed = _placed(existing) if existing is not None else None
+            wanted = (
+                [(str(line.product_id), line.quantity) for line in carts.lines(session, user_id)]
+                if existing is None
+                else []
+            )
+        if placed is None:
+            try:
+                placed = self._create(
+                    order_id, user_id, request, idempotency_key, fingerprint, wanted
+                )
+            except IntegrityError:
+                # The same checkout was placed concurrently; continue as a replay.
+                return self.place_order(user_id, request, idempotency_key)
+        return self._advance(placed, request["payment_method"])
 
     def _create(
         self,
@@ -141,11 +183,8 @@ class Checkout:
         request: dict[str, Any],
         idempotency_key: str,
         fingerprint: str,
-    ) -> None:
-        with self.sessions() as session:
-            wanted = [
-                (str(line.product_id), line.quantity) for line in carts.lines(session, user_id)
-            ]
+        wanted: list[tuple[str, int]],
+    ) -> _Placed:
         if not wanted:
             raise InvalidInput("The cart is empty.", {"field": "cart"})
         products = self.remote.availability([product_id for product_id, _ in wanted])["products"]
@@ -160,7 +199,7 @@ class Checkout:
                 {"unavailable": unavailable},
             )
         try:
-            address = self.remote.get_address(user_id, request["shipping_address_id"])
+            details = self.remote.shipping_details(user_id, request["shipping_address_id"])
         except NotFound:
             raise InvalidInput(
                 "shipping_address_id: no such address in your address book.",
@@ -172,7 +211,7 @@ class Checkout:
         subtotal = sum(products[pid]["price"]["amount"] * quantity for pid, quantity in wanted)
         shipping = shipping_fee(subtotal)
         with self.sessions() as session:
-            order = Order(
+            row = Order(
                 id=order_id,
                 user_id=user_id,
                 idempotency_key=idempotency_key,
@@ -182,7 +221,10 @@ class Checkout:
                 subtotal_amount=subtotal,
                 shipping_amount=shipping,
                 total_amount=subtotal + shipping,
-                shipping_address={field: address.get(field) for field in _ADDRESS_FIELDS},
+                shipping_address={
+                    field: details["address"].get(field) for field in _ADDRESS_FIELDS
+                },
+                contact=details.get("contact"),
                 items=[
                     OrderItem(
                         product_id=product_id,
@@ -195,116 +237,148 @@ class Checkout:
                     for position, (product_id, quantity) in enumerate(wanted)
                 ],
             )
-            session.add(order)
-            session.add(
-                OrderStatusChange(
-                    order_id=order_id,
-                    from_status=None,
-                    to_status=orders.PENDING_PAYMENT,
-                    reason="placed",
-                    actor_id=user_id,
-                    at=utcnow(),
-                )
-            )
+            session.add(row)
             session.flush()
-            session.refresh(order)
-            outbox.add(session, "order.created", orders.order_to_dict(order))
-            session.commit()
+            session.refresh(row)
+            order = domain.Order.place(order_id, user_id, row.created_at)
+            for change in order.changes:
+                session.add(
+                    OrderStatusChange(
+                        order_id=order_id,
+                        from_status=change.from_status,
+                        to_status=change.to_status,
+                        reason=change.reason,
+                        actor_id=user_id,
+                        at=row.created_at,
+                    )
+                )
+            session.flush()
+            outbox.add(session, "order.created", orders.event_data(row))
+            placed = _placed(row)
         log.info("order placed", extra={"order_id": order_id, "total": subtotal + shipping})
+        return placed
 
     # -- the saga ------------------------------------------------------------------------
 
-    def _advance(self, order_id: str, payment_method: str) -> dict[str, Any]:
-        with self.sessions() as session:
-            order = orders.find(session, order_id)
-            if order.status != orders.PENDING_PAYMENT:
-                status = order.status
-            else:
-                status = None
-                items = [
-                    {"product_id": str(item.product_id), "quantity": item.quantity}
-                    for item in order.items
-                ]
-                total, currency = order.total_amount, order.currency
-                not_after = order.created_at + timedelta(seconds=orders.checkout_window_seconds())
-        if status is not None:
-            return self._outcome(order_id)
-        ttl = orders.checkout_window_seconds() + 30
+    def _advance(self, placed: _Placed, payment_method: str) -> dict[str, Any]:
+        """Reserve, authorize, then settle: each remote call's outcome is given to the
+        order, whose decision is committed before the next call."""
+        order_id = placed.id
         try:
-            self.remote.reserve(order_id, items, ttl)
+            self.remote.reserve(order_id, placed.items, orders.checkout_window_seconds() + 30)
         except Conflict as error:
-            short = error.extensions.get("short_items")
-            reason = "out_of_stock" if short else "reservation_lost"
-            self._fail(order_id, reason, error)
+            reason = "out_of_stock" if error.extensions.get("short_items") else "reservation_lost"
+            raise self._give_up(order_id, reason, error) from None
         except InvalidInput as error:
-            self._fail(order_id, "unavailable", error)
+            raise self._give_up(order_id, "unavailable", error) from None
+        not_after = placed.created_at + _checkout_window()
         try:
             payment = self.remote.authorize(
-                order_id, total, currency, payment_method, isoformat(not_after)
+                order_id, placed.total, placed.currency, payment_method, isoformat(not_after)
             )
         except (InvalidInput, Conflict) as error:
             self.remote.release_reservation(order_id, "payment not possible")
-            self._fail(order_id, "payment_refused", error)
+            raise self._give_up(order_id, "payment_refused", error) from None
         if payment["status"] == "requires_action":
-            return self._await_action(order_id, payment)
+            return self._await_customer(order_id, payment)
         if payment["status"] != "authorized":
             self.remote.release_reservation(order_id, "payment declined")
-            code = payment.get("decline_code") or "declined"
-            self._fail(
-                order_id,
-                "payment_declined",
-                PaymentDeclined(
-                    f"The payment was declined ({code}).",
-                    {"decline_code": code},
-                ),
-                payment=payment_summary(payment),
+            raise self._give_up(
+                order_id, "payment_declined", _declined(payment), payment_summary(payment)
             )
         return self._settle_authorized(order_id, payment)
 
-    def _await_action(self, order_id: str, payment: dict[str, Any]) -> dict[str, Any]:
+    def _await_customer(self, order_id: str, payment: dict[str, Any]) -> dict[str, Any]:
         """The customer must authenticate the payment: hold the stock for as long as they
         may take, and answer the order (PENDING_PAYMENT) with what their client needs.
         The outcome arrives as a payment event (see :meth:`payment_settled`)."""
         self.remote.extend_reservation(order_id, orders.action_window_seconds() + 30)
         with self.sessions() as session:
-            order = orders.find(session, order_id, for_update=True)
-            order.payment = payment_summary(payment)
-            session.flush()
-            return orders.order_to_dict(order)
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
+            order.await_customer(payment_summary(payment))
+            orders.save(session, row, order)
+            return orders.order_to_dict(row)
+
+    def _settle_authorized(self, order_id: str, payment: dict[str, Any]) -> dict[str, Any]:
+        """The money is authorized: take the stock for good, then the order is PAID (and
+        the books leave the cart) in one transaction."""
+        try:
+            self.remote.commit_reservation(order_id)
+        except (Conflict, NotFound):
+            # Paid, but the stock went back meanwhile (the reservation expired): the
+            # customer must not pay for books we cannot send.
+            refunded = self.remote.refund(order_id, "reservation expired before payment")
+            raise self._give_up(
+                order_id,
+                "reservation_lost",
+                Conflict(
+                    "The checkout took too long and the books were released; nothing was charged."
+                ),
+                payment_summary(refunded),
+            ) from None
+        with self.sessions() as session:
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
+            was_pending = order.in_checkout
+            must_refund = order.mark_paid(payment_summary(payment))
+            orders.save(session, row, order)
+            if was_pending:
+                carts.clear(session, order.user_id, [item.product_id for item in row.items])
+                log.info("order paid", extra={"order_id": order_id})
+            view = orders.order_to_dict(row)
+        if must_refund:
+            # Cancelled (by the timer) while the payment went through: give it back.
+            self.compensate(order_id)
+        return view
+
+    def _give_up(
+        self,
+        order_id: str,
+        reason: str,
+        error: BookstoreError,
+        payment: dict[str, Any] | None = None,
+    ) -> BookstoreError:
+        """Records that the checkout failed (the order decides whether it still can) and
+        returns the error to answer with, for the caller to raise."""
+        with self.sessions() as session:
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
+            answer = order.fail(reason, error, payment)
+            orders.save(session, row, order)
+        return answer
+
+    # -- payment outcomes learnt by event ------------------------------------------------
 
     def payment_settled(self, order_id: str, payment: dict[str, Any]) -> None:
         """A payment outcome learnt asynchronously (a provider webhook, relayed as
-        ``payment.succeeded``/``payment.failed``): finishes a pending order. Harmless for
-        an order the saga has already finished."""
+        ``payment.succeeded``/``payment.failed``): finishes an order waiting for its
+        customer, or one whose saga died. An order whose saga is still running, or that
+        is finished, is left alone (see ``Order.settles_by_payment_event``)."""
         with self.sessions() as session:
-            status = orders.find(session, order_id).status
-        if status != orders.PENDING_PAYMENT:
+            order = orders.to_domain(orders.find(session, order_id))
+        if not order.settles_by_payment_event(utcnow(), _checkout_window()):
             return
-        try:
-            if payment["status"] == "authorized":
+        if payment["status"] == "authorized":
+            # Conflict: the stock was lost meanwhile; refunded and recorded on the order.
+            with contextlib.suppress(Conflict):
                 self._settle_authorized(order_id, payment)
-            else:
-                self.remote.release_reservation(order_id, "payment declined")
-                code = payment.get("decline_code") or "declined"
-                self._fail(
-                    order_id,
-                    "payment_declined",
-                    PaymentDeclined(f"The payment was declined ({code}).", {"decline_code": code}),
-                    payment=payment_summary(payment),
-                )
-        except (Conflict, PaymentDeclined):
-            pass  # recorded on the order
+            return
+        self.remote.release_reservation(order_id, "payment declined")
+        self._give_up(order_id, "payment_declined", _declined(payment), payment_summary(payment))
 
     def payment_refunded(self, order_id: str, payment: dict[str, Any]) -> None:
         """A refund made at the provider (its dashboard): keep the order's view true, and
         a fully refunded order becomes REFUNDED."""
         with self.sessions() as session:
-            order = orders.find(session, order_id, for_update=True)
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
             order.payment = payment_summary(payment)
-            if payment["status"] == "refunded" and orders.can_move(order.status, orders.REFUNDED):
-                orders.transition(
-                    session, order, orders.REFUNDED, reason="refunded at the provider"
-                )
+            if payment["status"] == "refunded" and domain.can_move(order.status, orders.REFUNDED):
+                order.move(orders.REFUNDED, "refunded at the provider")
+            orders.save(session, row, order)
+
+    # -- after checkout ------------------------------------------------------------------
 
     def refund(
         self, order_id: str, actor_id: str, reason: str, amount: int | None = None
@@ -313,114 +387,31 @@ class Checkout:
         yet shipped cancels it (its stock goes back); of a shipped or delivered one, it
         becomes REFUNDED."""
         with self.sessions() as session:
-            order = orders.find(session, order_id)
-            status = order.status
-            paid = bool(order.payment and order.payment.get("status") in ("authorized", "refunded"))
-        if status in (orders.PENDING_PAYMENT, orders.REFUNDED) or not paid:
-            raise Conflict(
-                "Only a paid order can be refunded.",
-                {"order_id": order_id, "current_status": status},
-            )
+            refusal = orders.to_domain(orders.find(session, order_id)).refund_failure()
+        if refusal is not None:
+            raise refusal
         payment = self.remote.refund(order_id, reason, amount)
-        full = payment["status"] == "refunded"
         with self.sessions() as session:
-            order = orders.find(session, order_id, for_update=True)
-            order.payment = payment_summary(payment)
-            if full and order.status == orders.PAID:
-                orders.transition(
-                    session, order, orders.CANCELLED, reason=reason, actor_id=actor_id
-                )
-                order.cancel_reason = "refunded"
-                order.compensation_pending = True  # the stock goes back; nothing left to refund
-            elif full and orders.can_move(order.status, orders.REFUNDED):
-                orders.transition(session, order, orders.REFUNDED, reason=reason, actor_id=actor_id)
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
+            order.record_refund(payment_summary(payment), reason, actor_id)
+            orders.save(session, row, order)
         self.compensate(order_id)
         with self.sessions() as session:
             return orders.order_to_dict(orders.find(session, order_id))
-
-    def _settle_authorized(self, order_id: str, payment: dict[str, Any]) -> dict[str, Any]:
-        try:
-            self.remote.commit_reservation(order_id)
-        except (Conflict, NotFound):
-            # Paid, but the stock went back meanwhile (the reservation expired): the
-            # customer must not pay for books we cannot send.
-            refunded = self.remote.refund(order_id, "reservation expired before payment")
-            self._fail(
-                order_id,
-                "reservation_lost",
-                Conflict(
-                    "The checkout took too long and the books were released; nothing was charged."
-                ),
-                payment=payment_summary(refunded),
-            )
-        with self.sessions() as session:
-            order = orders.find(session, order_id, for_update=True)
-            if order.status == orders.PENDING_PAYMENT:
-                order.payment = payment_summary(payment)
-                orders.transition(session, order, orders.PAID, reason="payment authorized")
-                carts.clear(session, str(order.user_id), [item.product_id for item in order.items])
-                log.info("order paid", extra={"order_id": order_id})
-            elif order.status == orders.CANCELLED and not order.compensation_pending:
-                # Cancelled (by the timer) while the payment went through: give it back.
-                order.payment = payment_summary(payment)
-                order.compensation_pending = True
-                session.commit()
-                self.compensate(order_id)
-            return orders.order_to_dict(order)
-
-    def _fail(
-        self,
-        order_id: str,
-        reason: str,
-        error: BookstoreError,
-        payment: dict[str, Any] | None = None,
-    ) -> NoReturn:
-        """Cancels the pending order, records why (for replays), and raises ``error``."""
-        extensions = {**error.extensions, "order_id": order_id}
-        with self.sessions() as session:
-            order = orders.find(session, order_id, for_update=True)
-            if order.status == orders.PENDING_PAYMENT:
-                order.cancel_reason = reason
-                order.failure = {
-                    "error": type(error).__name__,
-                    "detail": error.detail,
-                    "extensions": extensions,
-                }
-                if payment is not None:
-                    order.payment = payment
-                orders.transition(session, order, orders.CANCELLED, reason=reason)
-        raise type(error)(error.detail, extensions)
-
-    def _outcome(self, order_id: str) -> dict[str, Any]:
-        with self.sessions() as session:
-            order = orders.find(session, order_id)
-            failure = order.failure
-            view = orders.order_to_dict(order)
-        if failure and failure.get("error") in _REPLAYABLE_ERRORS:
-            raise _REPLAYABLE_ERRORS[failure["error"]](failure["detail"], failure["extensions"])
-        return view
-
-    # -- after checkout ------------------------------------------------------------------
 
     def cancel(self, order_id: str, actor_id: str, *, owner_id: str | None) -> dict[str, Any]:
         """Cancels a paid order before it ships: stock goes back, the payment is refunded
         (``owner_id`` None: an admin, who may cancel anyone's)."""
         with self.sessions() as session:
-            order = (
+            row = (
                 orders.find_owned(session, order_id, owner_id, for_update=True)
                 if owner_id is not None
                 else orders.find(session, order_id, for_update=True)
             )
-            if order.status == orders.PENDING_PAYMENT:
-                raise Conflict(
-                    "The payment is still being processed; try again in a minute.",
-                    {"order_id": order_id, "current_status": order.status},
-                )
-            orders.transition(
-                session, order, orders.CANCELLED, reason="cancelled on request", actor_id=actor_id
-            )
-            order.cancel_reason = "cancelled_on_request"
-            order.compensation_pending = True
+            order = orders.to_domain(row)
+            order.cancel(actor_id)
+            orders.save(session, row, order)
         self.compensate(order_id)
         with self.sessions() as session:
             return orders.order_to_dict(orders.find(session, order_id))
@@ -429,29 +420,22 @@ class Checkout:
         """Gives back the stock and refunds the payment of a cancelled order; safe to
         repeat. A failure leaves ``compensation_pending`` for the timer."""
         with self.sessions() as session:
-            order = orders.find(session, order_id)
-            if not order.compensation_pending:
-                return
-            payment_status = (order.payment or {}).get("status")
+            order = orders.to_domain(orders.find(session, order_id))
+        if not order.compensation_pending:
+            return
         try:
             self.remote.release_reservation(order_id, "order cancelled")
-            refund = (
-                self.remote.refund(order_id, "order cancelled")
-                if payment_status in ("authorized", "refunded")
-                else None
-            )
+            refund = self.remote.refund(order_id, "order cancelled") if order.charged else None
         except BookstoreError as error:
             log.warning("compensation postponed: %s", error, extra={"order_id": order_id})
             return
         with self.sessions() as session:
-            order = orders.find(session, order_id, for_update=True)
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
             if not order.compensation_pending:
                 return
-            order.compensation_pending = False
-            if refund is not None:
-                order.payment = payment_summary(refund)
-                if orders.can_move(order.status, orders.REFUNDED):
-                    orders.transition(session, order, orders.REFUNDED, reason="payment refunded")
+            order.compensated(payment_summary(refund) if refund is not None else None)
+            orders.save(session, row, order)
 
     def converge(self, limit: int = 50) -> int:
         """Settles checkouts left unfinished past their window, and retries pending
@@ -483,39 +467,43 @@ class Checkout:
         """Finishes one order if its checkout is over (or compensation is pending);
         does nothing to an order still inside its checkout window."""
         with self.sessions() as session:
-            order = orders.find(session, order_id)
-            pending_compensation, status = order.compensation_pending, order.status
-            created_at = order.created_at
-        if pending_compensation:
+            order = orders.to_domain(orders.find(session, order_id))
+        if order.compensation_pending:
             self.compensate(order_id)
             return
-        if status != orders.PENDING_PAYMENT or created_at > _overdue():
+        if not order.is_overdue(utcnow(), _checkout_window() + SETTLE_MARGIN):
             return
         try:
             payment = self.remote.get_payment(order_id)
         except NotFound:
             payment = None
         if payment is not None and payment["status"] == "requires_action":
-            if created_at > utcnow() - timedelta(seconds=orders.action_window_seconds()):
+            if order.created_at > utcnow() - timedelta(seconds=orders.action_window_seconds()):
                 return  # the customer may still be authenticating
             payment = self.remote.cancel_unfinished_payment(order_id)
-        try:
-            if payment is not None and payment["status"] == "authorized":
+        if payment is not None and payment["status"] == "authorized":
+            # Conflict: the stock was lost meanwhile; refunded and recorded on the order.
+            with contextlib.suppress(Conflict):
                 self._settle_authorized(order_id, payment)
-                return
+        else:
             self.remote.release_reservation(order_id, "checkout not finished")
-            reason = "payment_declined" if payment is not None else "checkout_abandoned"
-            self._fail(
+            self._give_up(
                 order_id,
-                reason,
+                "payment_declined" if payment is not None else "checkout_abandoned",
                 Conflict("The checkout did not finish in time; nothing was charged."),
-                payment=payment_summary(payment) if payment else None,
+                payment_summary(payment) if payment else None,
             )
-        except (Conflict, InvalidInput, PaymentDeclined):
-            pass  # settled: _fail and _settle_authorized record the outcome, then raise
         log.info("stale checkout settled", extra={"order_id": order_id})
+
+
+def _outcome(row: Order) -> dict[str, Any]:
+    """A finished order's answer to a replay: the order, or the error it first got."""
+    failure = row.failure
+    if failure and failure.get("error") in _REPLAYABLE_ERRORS:
+        raise _REPLAYABLE_ERRORS[failure["error"]](failure["detail"], failure["extensions"])
+    return orders.order_to_dict(row)
 
 
 def _overdue() -> Any:
     """Orders placed before this have had their whole checkout window."""
-    return utcnow() - timedelta(seconds=orders.checkout_window_seconds()) - SETTLE_MARGIN
+    return utcnow() - _checkout_window() - SETTLE_MARGIN

@@ -79,6 +79,9 @@ class Order(Timestamps, Base):
     #: Why it was cancelled (``out_of_stock``, ``payment_declined``...), and specifics.
     cancel_reason: Mapped[str | None] = mapped_column(String(40))
     failure: Mapped[dict[str, Any] | None]
+    #: How to reach the customer (email, name, phone) as their account said at checkout;
+    #: the order's events carry it (docs/decisions/0085). Cleared if the account goes.
+    contact: Mapped[dict[str, Any] | None]
     #: Stock to give back and/or a payment to refund, not done yet (the timer retries).
     compensation_pending: Mapped[bool] = mapped_column(default=False)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,11 +1,8 @@
-"""Orders: the state machine, what a customer and an admin see, history.
+"""Orders in the database: loading the aggregate (svc_order/domain.py) and saving what
+it decided, what a customer and an admin see, history.
 
-    PENDING_PAYMENT ──► PAID ──► SHIPPED ──► DELIVERED ──► REFUNDED
-          │               │         └────────────────────► REFUNDED
-          └──► CANCELLED ◄┘ ──► REFUNDED   (a paid order, once its refund went through)
-
-Any other move is refused with 409. Every change is recorded (who, why, when) and
-published as ``order.<new status>`` through the outbox, in the same transaction.
+Every change of status the order records is saved (who, why, when) and published as
+``order.<new status>`` through the outbox, in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,32 +10,23 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from common.config import env_int
 from common.db import isoformat, parse_id, utcnow
-from common.errors import Conflict, NotFound
+from common.errors import NotFound
 from common.money import money
 from common.pagination import Filter, filtered, newest_first
-from svc_order.models import Order, OrderStatusChange, outbox
+from svc_order import domain
+from svc_order.models import Order, OrderItem, OrderStatusChange, outbox
 
-PENDING_PAYMENT = "PENDING_PAYMENT"
-PAID = "PAID"
-SHIPPED = "SHIPPED"
-DELIVERED = "DELIVERED"
-CANCELLED = "CANCELLED"
-REFUNDED = "REFUNDED"
-STATUSES = (PENDING_PAYMENT, PAID, SHIPPED, DELIVERED, CANCELLED, REFUNDED)
-
-TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING_PAYMENT: frozenset({PAID, CANCELLED}),
-    PAID: frozenset({SHIPPED, CANCELLED}),
-    SHIPPED: frozenset({DELIVERED, REFUNDED}),
-    DELIVERED: frozenset({REFUNDED}),
-    CANCELLED: frozenset({REFUNDED}),
-    REFUNDED: frozenset(),
-}
+# The states and their moves belong to the order (svc_order/domain.py).
+PENDING_PAYMENT, PAID, SHIPPED = domain.PENDING_PAYMENT, domain.PAID, domain.SHIPPED
+DELIVERED, CANCELLED, REFUNDED = domain.DELIVERED, domain.CANCELLED, domain.REFUNDED
+STATUSES = domain.STATUSES
+TRANSITIONS = domain.TRANSITIONS
+can_move = domain.can_move
 _TIMESTAMPS = {
     PAID: "paid_at",
     SHIPPED: "shipped_at",
@@ -64,8 +52,47 @@ def order_id_for(user_id: str, idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(_ORDER_ID_NAMESPACE, f"{user_id}\n{idempotency_key}")
 
 
-def can_move(current: str, target: str) -> bool:
-    return target in TRANSITIONS[current]
+def to_domain(row: Order) -> domain.Order:
+    """The aggregate of a loaded row (lock the row first if it is to be saved)."""
+    return domain.Order(
+        id=str(row.id),
+        user_id=str(row.user_id),
+        status=row.status,
+        created_at=row.created_at,
+        # Copies: the aggregate changes its own, and assigning them back marks the row.
+        payment=dict(row.payment) if row.payment is not None else None,
+        cancel_reason=row.cancel_reason,
+        failure=dict(row.failure) if row.failure is not None else None,
+        compensation_pending=row.compensation_pending,
+    )
+
+
+def save(session: Session, row: Order, order: domain.Order) -> None:
+    """Writes what ``order`` decided onto its (locked) row: its fields, a history line and
+    a timestamp per change of status, and one ``order.<status>`` event per change."""
+    row.payment = order.payment
+    row.cancel_reason = order.cancel_reason
+    row.failure = order.failure
+    row.compensation_pending = order.compensation_pending
+    changes, order.changes = order.changes, []
+    for change in changes:
+        now = utcnow()
+        session.add(
+            OrderStatusChange(
+                order_id=row.id,
+                from_status=change.from_status,
+                to_status=change.to_status,
+                reason=change.reason,
+                actor_id=parse_id(change.actor_id, "actor_id") if change.actor_id else None,
+                at=now,
+            )
+        )
+        row.status = change.to_status
+        if change.to_status in _TIMESTAMPS:
+            setattr(row, _TIMESTAMPS[change.to_status], now)
+        session.flush()
+        session.refresh(row)
+        outbox.add(session, f"order.{change.to_status.lower()}", event_data(row))
 
 
 def transition(
@@ -76,28 +103,29 @@ def transition(
     reason: str | None = None,
     actor_id: str | None = None,
 ) -> None:
-    """Moves ``order`` (locked by the caller) to ``target`` or raises :class:`Conflict`."""
-    if not can_move(order.status, target):
-        raise Conflict(
-            f"An order that is {order.status} cannot become {target}.",
-            {"order_id": str(order.id), "current_status": order.status, "requested": target},
-        )
-    now = utcnow()
-    session.add(
-        OrderStatusChange(
-            order_id=order.id,
-            from_status=order.status,
-            to_status=target,
-            reason=reason,
-            actor_id=parse_id(actor_id, "actor_id") if actor_id else None,
-            at=now,
-        )
+    """Moves ``order`` (locked by the caller) to ``target`` or raises
+    :class:`~svc_order.domain.IllegalTransition` (a 409)."""
+    aggregate = to_domain(order)
+    aggregate.move(target, reason, actor_id)
+    save(session, order, aggregate)
+
+
+def event_data(order: Order) -> dict[str, Any]:
+    """What the order's events carry: the order as its owner sees it and, when known,
+    ``customer`` (email, name, phone), so consumers need not ask auth who to write to."""
+    data = order_to_dict(order)
+    if order.contact is not None:
+        data["customer"] = order.contact
+    return data
+
+
+def forget_contact(session: Session, user_id: str) -> None:
+    """A deleted account's orders stay (anonymous), without a way to reach its owner."""
+    session.execute(
+        update(Order)
+        .where(Order.user_id == parse_id(user_id, "user_id"), Order.contact.is_not(None))
+        .values(contact=None)
     )
-    order.status = target
-    setattr(order, _TIMESTAMPS[target], now)
-    session.flush()
-    session.refresh(order)
-    outbox.add(session, f"order.{target.lower()}", order_to_dict(order))
 
 
 def order_to_dict(order: Order) -> dict[str, Any]:
@@ -153,6 +181,26 @@ def find_owned(session: Session, order_id: str, user_id: str, *, for_update: boo
     if str(order.user_id) != user_id:
         raise NotFound("No such order.", {"order_id": order_id})
     return order
+
+
+#: The states of an order whose books the customer has (or had) bought.
+BOUGHT = (PAID, SHIPPED, DELIVERED)
+
+
+def has_bought(session: Session, user_id: str, product_id: str) -> bool:
+    return (
+        session.scalar(
+            select(Order.id)
+            .join(OrderItem, OrderItem.order_id == Order.id)
+            .where(
+                Order.user_id == parse_id(user_id, "user_id"),
+                OrderItem.product_id == parse_id(product_id, "product_id"),
+                Order.status.in_(BOUGHT),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 ORDER_FILTERS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nameko.rpc import RpcProxy
@@ -12,12 +13,12 @@ from common import deadletters, schemas
 from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
-from common.db import check_database, database, utcnow
+from common.db import check_database, database, parse_id, utcnow
 from common.errors import BookstoreError, DependencyUnavailable, NotFound
 from common.events import OutboxRelay
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_order import carts, orders
+from svc_order import carts, domain, orders
 from svc_order.checkout import Checkout
 from svc_order.models import Base, OrderHandledEvent, OrderOutboxMessage
 
@@ -40,8 +41,8 @@ class RpcRemote:
     def availability(self, product_ids: list[str]) -> dict[str, Any]:
         return self._call(self._catalog.availability, product_ids)
 
-    def get_address(self, user_id: str, address_id: str) -> dict[str, Any]:
-        return self._call(self._auth.get_address, user_id, address_id)
+    def shipping_details(self, user_id: str, address_id: str) -> dict[str, Any]:
+        return self._call(self._auth.get_shipping_details, user_id, address_id)
 
     def reserve(
         self, order_id: str, items: list[dict[str, Any]], ttl_seconds: int
@@ -118,11 +119,17 @@ class OrderService(deadletters.DeadLetterAdmin):
 
     @rpc(expected_exceptions=BookstoreError)
     def set_cart_item(self, user_id: str, product_id: str, quantity: int) -> dict[str, Any]:
-        remote = RpcRemote(self.auth, self.catalog, self.payment)
-        product = remote.availability([product_id])["products"].get(product_id)
+        # One availability read serves both the check and the cart's view: the cart's
+        # other books are asked for with the new one (no transaction is open meanwhile).
         with self.db.get_session() as session:
-            carts.set_quantity(session, user_id, product_id, quantity, product)
-        return self.get_cart(user_id)
+            product_ids = {str(row.product_id) for row in carts.lines(session, user_id)}
+        wanted = str(parse_id(product_id, "product_id"))
+        remote = RpcRemote(self.auth, self.catalog, self.payment)
+        products = remote.availability(sorted(product_ids | {wanted}))["products"]
+        with self.db.get_session() as session:
+            carts.set_quantity(session, user_id, product_id, quantity, products.get(wanted))
+            view = carts.view(carts.lines(session, user_id), products)
+        return view
 
     @rpc(expected_exceptions=BookstoreError)
     def remove_cart_item(self, user_id: str, product_id: str) -> dict[str, Any]:
@@ -166,6 +173,13 @@ class OrderService(deadletters.DeadLetterAdmin):
             )
 
     @rpc(expected_exceptions=BookstoreError)
+    def has_bought(self, user_id: str, product_id: str) -> bool:
+        """Whether the customer has a PAID, SHIPPED or DELIVERED order with the book (the
+        catalog lets only buyers review)."""
+        with self.db.get_session() as session:
+            return orders.has_bought(session, user_id, product_id)
+
+    @rpc(expected_exceptions=BookstoreError)
     def cancel_order(
         self, order_id: str, actor_id: str, owner_id: str | None = None
     ) -> dict[str, Any]:
@@ -173,11 +187,11 @@ class OrderService(deadletters.DeadLetterAdmin):
 
     @rpc(expected_exceptions=BookstoreError)
     def ship_order(self, order_id: str, actor_id: str) -> dict[str, Any]:
-        return self._move(order_id, orders.SHIPPED, actor_id)
+        return self._change(order_id, lambda order: order.ship(actor_id))
 
     @rpc(expected_exceptions=BookstoreError)
     def deliver_order(self, order_id: str, actor_id: str) -> dict[str, Any]:
-        return self._move(order_id, orders.DELIVERED, actor_id)
+        return self._change(order_id, lambda order: order.deliver(actor_id))
 
     @rpc(expected_exceptions=BookstoreError)
     def refund_order(
@@ -194,27 +208,30 @@ class OrderService(deadletters.DeadLetterAdmin):
             record["payment"].pop("client_secret", None)
         return {"order_id": order_id, **record}
 
-    def _move(self, order_id: str, target: str, actor_id: str) -> dict[str, Any]:
+    def _change(self, order_id: str, command: Callable[[domain.Order], None]) -> dict[str, Any]:
+        """Loads the order (locked), lets it decide, saves what it decided."""
         with self.db.get_session() as session:
-            order = orders.find(session, order_id, for_update=True)
-            orders.transition(
-                session, order, target, reason="by an administrator", actor_id=actor_id
-            )
-            return orders.order_to_dict(order)
+            row = orders.find(session, order_id, for_update=True)
+            order = orders.to_domain(row)
+            command(order)
+            orders.save(session, row, order)
+            return orders.order_to_dict(row)
 
     # -- events --------------------------------------------------------------------------
 
     @reliable_event_handler("auth", "user.deleted")
     def forget_deleted_users_cart(self, envelope: dict[str, Any]) -> None:
-        """A deleted account's cart goes with it (its orders stay, anonymous)."""
+        """A deleted account's cart goes with it (its orders stay, anonymous, and no longer
+        say how to reach their owner)."""
         user_id = str(envelope["data"]["user_id"])
+
+        def forget() -> None:
+            carts.clear(session, user_id)
+            orders.forget_contact(session, user_id)
+
         with self.db.get_session() as session:
             handle_once(
-                session,
-                OrderHandledEvent,
-                envelope,
-                "order.forget_deleted_users_cart",
-                lambda: carts.clear(session, user_id),
+                session, OrderHandledEvent, envelope, "order.forget_deleted_users_cart", forget
             )
 
     @reliable_event_handler("catalog", "inventory.reservation_expired")
@@ -248,9 +265,8 @@ class OrderService(deadletters.DeadLetterAdmin):
             action(self._checkout())
         except NotFound:
             log.warning("a payment event names an order this service does not have")
-        except DependencyUnavailable as error:
-            # Transient for us: retried in-process, then parked for replay.
-            raise TimeoutError(str(error)) from error
+        # DependencyUnavailable is transient for every reliable handler (common.consumers):
+        # retried in process, then parked for replay.
 
     # -- timers --------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ DOCUMENT_COLUMNS = (
     "created_at",
     "product_version",
     "available",
+    "stock_version",
     "rating_average",
     "rating_count",
     "deleted",
@@ -51,7 +52,7 @@ DOCUMENT_COLUMNS = (
 _PRODUCT_COLUMNS = tuple(
     name
     for name in DOCUMENT_COLUMNS
-    if name not in ("product_id", "available", "rating_average", "rating_count")
+    if name not in ("product_id", "available", "stock_version", "rating_average", "rating_count")
 )
 
 
@@ -78,6 +79,7 @@ def document_values(
     categories: dict[str, Category],
     *,
     available: int = 0,
+    stock_version: int = 0,
     rating: dict[str, Any] | None = None,
     deleted: bool = False,
 ) -> dict[str, Any]:
@@ -102,6 +104,7 @@ def document_values(
         "created_at": product["created_at"],
         "product_version": product["version"],
         "available": available,
+        "stock_version": stock_version,
         "rating_average": float(rating.get("average") or 0.0),
         "rating_count": int(rating.get("count") or 0),
         "deleted": deleted,
@@ -159,18 +162,21 @@ def add_terms(session: Session, words: Iterable[str]) -> None:
         )
 
 
-def set_availability(session: Session, available: dict[str, int]) -> int:
-    """Current copies available per product id; returns how many documents changed."""
+def set_availability(session: Session, available: dict[str, tuple[int, int]]) -> int:
+    """Copies available per product id, as ``(available, stock_version)`` from the
+    catalog; a figure older than the one kept is ignored (events may arrive out of
+    order). Returns how many documents changed."""
     if not available:
         return 0
     statement = text(
-        "UPDATE search_documents SET available = :available, es_dirty = true, "
-        "indexed_at = now() WHERE product_id = :product_id AND available <> :available"
+        "UPDATE search_documents SET available = :available, stock_version = :version, "
+        "es_dirty = es_dirty OR available <> :available, indexed_at = now() "
+        "WHERE product_id = :product_id AND stock_version <= :version"
     )
     changed = 0
-    for product_id, count in sorted(available.items()):
+    for product_id, (count, version) in sorted(available.items()):
         result = session.execute(
-            statement, {"product_id": uuid.UUID(product_id), "available": count}
+            statement, {"product_id": uuid.UUID(product_id), "available": count, "version": version}
         )
         changed += result.rowcount
     return changed

@@ -76,6 +76,8 @@ class SearchDocument(Base):
     product_version: Mapped[int] = mapped_column(Integer)
     available: Mapped[int] = mapped_column(Integer, default=0)
     in_stock: Mapped[bool] = mapped_column(Boolean, Computed("available > 0", persisted=True))
+    #: The catalog's stock version ``available`` came with: older figures are ignored.
+    stock_version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     rating_average: Mapped[float] = mapped_column(Float, default=0.0)
     rating_count: Mapped[int] = mapped_column(Integer, default=0)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)

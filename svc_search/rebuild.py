@@ -172,6 +172,7 @@ def _load(
                     item["product"],
                     categories,
                     available=item["available"],
+                    stock_version=item.get("stock_version", 0),
                     rating=item["rating"],
                 )
                 rows.append((*(values[name] for name in DOCUMENT_COLUMNS), False))

@@ -186,41 +186,52 @@ class SearchService(deadletters.DeadLetterAdmin):
             # this read is in it, and a later one's event finds the row to update. (Read
             # before the insert, a change in between found no row and was lost.) A retry
             # of this event skips the upsert above and reads again.
-            self._index_stock([product["id"]])
+            self._index_stock([{"product_id": product["id"]}])
 
     @reliable_event_handler("catalog", "inventory.adjusted")
     def index_adjusted_stock(self, envelope: dict[str, Any]) -> None:
-        self._index_stock([envelope["data"]["product_id"]])
+        self._index_stock([envelope["data"]])
 
     @reliable_event_handler("catalog", "inventory.reserved")
     def index_reserved_stock(self, envelope: dict[str, Any]) -> None:
-        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+        self._index_stock(envelope["data"]["items"])
 
     @reliable_event_handler("catalog", "inventory.committed")
     def index_committed_stock(self, envelope: dict[str, Any]) -> None:
-        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+        self._index_stock(envelope["data"]["items"])
 
     @reliable_event_handler("catalog", "inventory.released")
     def index_released_stock(self, envelope: dict[str, Any]) -> None:
-        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+        self._index_stock(envelope["data"]["items"])
 
     @reliable_event_handler("catalog", "inventory.reservation_expired")
     def index_expired_reservation_stock(self, envelope: dict[str, Any]) -> None:
-        self._index_stock([item["product_id"] for item in envelope["data"]["items"]])
+        self._index_stock(envelope["data"]["items"])
 
-    def _index_stock(self, product_ids: list[str]) -> None:
-        """Availability as the catalog has it now: setting a current figure twice is
-        harmless, so these handlers keep no handled ids."""
+    def _index_stock(self, items: list[dict[str, Any]]) -> None:
+        """The availability an inventory event carries (with the stock row's version);
+        an event from before the version was carried (docs/decisions/0081) makes this
+        ask the catalog instead. Setting a figure twice is harmless and an older one is
+        ignored, so these handlers keep no handled ids."""
+        if all("stock_version" in item and "available" in item for item in items):
+            available = {
+                str(item["product_id"]): (item["available"], item["stock_version"])
+                for item in items
+            }
+        else:
+            available = self._current_availability([str(item["product_id"]) for item in items])
+        with self.db.get_session() as session:
+            indexing.set_availability(session, available)
+
+    def _current_availability(self, product_ids: list[str]) -> dict[str, tuple[int, int]]:
         if not product_ids:
-            return
+            return {}
         answer = call_with_timeout(self.catalog.availability, product_ids, timeout=_call_timeout())
-        available = {
-            product_id: product["available"]
+        return {
+            product_id: (product["available"], product.get("stock_version", 0))
             for product_id, product in answer["products"].items()
             if product["purchasable"]
         }
-        with self.db.get_session() as session:
-            indexing.set_availability(session, available)
 
     @reliable_event_handler("catalog", "review.created")
     def index_rating(self, envelope: dict[str, Any]) -> None:

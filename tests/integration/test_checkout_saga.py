@@ -78,9 +78,9 @@ class FakeServices:
             }
         }
 
-    def get_address(self, user_id: str, address_id: str) -> dict[str, Any]:
-        self._enter("get_address")
-        return {
+    def shipping_details(self, user_id: str, address_id: str) -> dict[str, Any]:
+        self._enter("shipping_details")
+        address = {
             "recipient": "Ada",
             "line1": "1 Road",
             "city": "London",
@@ -90,6 +90,7 @@ class FakeServices:
             "region": None,
             "phone": None,
         }
+        return {"address": address, "contact": {"email": "ada@example.com", "name": "Ada"}}
 
     def reserve(self, order_id: str, items: list[dict[str, Any]], ttl_seconds: int) -> dict:
         self._enter("reserve")
