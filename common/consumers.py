@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 
 import eventlet
 import sqlalchemy.exc
-from kombu import Queue
 from kombu.message import Message
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.containers import WorkerContext
@@ -44,7 +43,7 @@ from sqlalchemy import DateTime, String, delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from common import deadletters
+from common import deadletters, topology
 from common.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -104,21 +103,19 @@ class ReliableEventHandler(EventHandler):
 
     def setup(self) -> None:
         super().setup()
-        # nameko built the queue; the same one, with its dead-letter route. (RabbitMQ
-        # refuses to redeclare a queue with other arguments: a handler moving to this
-        # class from a plain @event_handler needs its old queue drained and deleted.)
-        queue = self.queue
-        self.queue = Queue(
-            queue.name,
-            exchange=queue.exchange,
-            routing_key=queue.routing_key,
-            durable=queue.durable,
-            auto_delete=queue.auto_delete,
-            exclusive=queue.exclusive,
-            queue_arguments=deadletters.dead_letter_arguments(queue.name),
+        # nameko built the queue; the same one (common/topology.py says how), with its
+        # dead-letter route. (RabbitMQ refuses to redeclare a queue with other arguments:
+        # a handler moving to this class from a plain @event_handler needs its old queue
+        # drained and deleted.) Declared now, with its binding and parking queue, not
+        # when consuming starts: before this service's own relay publishes anything.
+        self.queue = topology.handler_queue(
+            self.container.service_name,
+            self.method_name,
+            self.source_service,
+            self.event_type,
+            self.container.config,
         )
-        with deadletters.confirming_connection(self.amqp_uri) as connection:
-            deadletters.parking_queue(queue.name)(connection.default_channel).declare()
+        topology.declare(self.amqp_uri, [self.queue], self.container.config)
 
     @property
     def amqp_uri(self) -> str:

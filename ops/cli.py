@@ -1,4 +1,5 @@
-"""``bookstore``: the operator's command line (migrate, seed, create-admin, run, sdk), and
+"""``bookstore``: the operator's command line (migrate, declare-topology, seed,
+create-admin, run, sdk), and
 the entry points of the container image (run-service, gateway, ping)."""
 
 from __future__ import annotations
@@ -35,6 +36,24 @@ def migrate(args: argparse.Namespace) -> int:
     for service in args.services or list(SERVICE_PACKAGES):
         databases.prepare(service)
         print(f"{service}: database ready, migrations applied")
+    if args.skip_topology:
+        return 0
+    return declare_topology(args)
+
+
+def declare_topology(args: argparse.Namespace) -> int:
+    """Declares every exchange, queue and binding the services consume from, so that no
+    event published before its consumer first starts is lost (docs/decisions/0060)."""
+    from common.config import service_config
+    from common.topology import declare_platform
+
+    # Any service's configuration names the broker (one AMQP_URI for all).
+    config = service_config("catalog")
+    declared = declare_platform(config["AMQP_URI"], config)
+    print(
+        f"broker: {declared['exchanges']} exchanges and {declared['queues']} queues declared "
+        "(every consumer's queue exists before any producer publishes)"
+    )
     return 0
 
 
@@ -248,7 +267,18 @@ def parser() -> argparse.ArgumentParser:
         metavar="service",
         help=f"any of {', '.join(SERVICE_PACKAGES)} (default: all)",
     )
+    command.add_argument(
+        "--skip-topology",
+        action="store_true",
+        help="do not declare the broker's queues (bookstore declare-topology does)",
+    )
     command.set_defaults(handler=migrate)
+
+    command = commands.add_parser(
+        "declare-topology",
+        help="declare every event exchange, queue and binding on the broker (idempotent)",
+    )
+    command.set_defaults(handler=declare_topology)
 
     command = commands.add_parser("seed", help="load the demo catalog (idempotent)")
     command.add_argument("--books", type=int, default=3000)

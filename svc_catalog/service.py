@@ -32,7 +32,7 @@ class CatalogService:
     def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
-        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
+        return {"service": self.name, **self.outbox_relay.health()}
 
     @rpc(expected_exceptions=BookstoreError)
     def get_product(self, product_id: str) -> dict[str, Any]:

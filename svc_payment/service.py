@@ -88,9 +88,8 @@ class PaymentService:
             check_database(session)
         return {
             "service": self.name,
-            "status": "ok",
             "provider": self.provider.name,
-            "outbox_backlog": self.outbox_relay.backlog(),
+            **self.outbox_relay.health(),
         }
 
     @rpc(expected_exceptions=BookstoreError)

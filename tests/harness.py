@@ -2,9 +2,10 @@
 
 Everything the suite starts is isolated from a developer's running ``bin/run``: its own
 RabbitMQ virtual host (so RPC queues and event exchanges are separate) and its own
-databases (``bookstore_test_<service>``, recreated and migrated at the start of a run).
-``BOOKSTORE_TEST_NAMESPACE`` (default ``test``) names both, so two checkouts can run their
-suites side by side on one machine.
+databases (``bookstore_<namespace>_<service>``, recreated and migrated at the start of a run).
+``BOOKSTORE_TEST_NAMESPACE`` names both; by default it is ``test_`` and a short hash of
+the checkout's path, so two checkouts (git worktrees, say) run their suites side by side
+on one machine without dropping each other's vhost and databases.
 Between tests, :meth:`Platform.reset_data` empties every table except the signing keys
 and re-creates the administrator, so each test starts from the same state without paying
 for a restart.
@@ -12,6 +13,7 @@ for a restart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -37,14 +39,19 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from common.config import SERVICE_PACKAGES, database_url
+from common import topology
+from common.config import SERVICE_PACKAGES, database_url, service_config
 from common.tracing import TRACES_FILE_ENV
 from ops import databases
 from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
 from svc_auth import passwords, roles
 from tests import outside
 
-NAMESPACE = os.environ.get("BOOKSTORE_TEST_NAMESPACE", "test")
+NAMESPACE = (
+    os.environ.get("BOOKSTORE_TEST_NAMESPACE")
+    or "test_"
+    + hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:6]
+)
 VHOST = f"bookstore-{NAMESPACE}"
 # Tables that survive reset_data: the migration state, and auth's signing keys (the
 # gateway caches the public keys; new ones every test would only slow the suite down).
@@ -261,6 +268,8 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         rabbitmqctl("delete_vhost", vhost)
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    # As `bookstore migrate` does: every consumer's queue exists before any event.
+    topology.declare_platform(amqp_uri(vhost), service_config("catalog"))
 
     database_urls = {service: test_database_url(service, namespace) for service in SERVICE_PACKAGES}
     for service, url in database_urls.items():
