@@ -3,6 +3,10 @@
 :class:`ReliableEventHandler` is nameko's ``@event_handler`` with three changes
 (docs/decisions/0031):
 
+- **Contract first.** An envelope whose version the handler does not accept
+  (``versions=``, default ``(1,)``), or that breaks its type's schema in
+  openapi/asyncapi.yaml (common/contract.py), is parked at once with the reason.
+
 - **Retry in process.** A transient error (the database or the broker away, a deadlock,
   a timeout: :func:`is_transient`) runs the handler again in a fresh worker after a
   short backoff, up to ``len(retry_delays) + 1`` attempts. Any other error cannot be
@@ -43,7 +47,8 @@ from sqlalchemy import DateTime, String, delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from common import deadletters, topology
+from common import contract, deadletters, topology
+from common.contract import ContractViolation
 from common.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -88,9 +93,12 @@ class ReliableEventHandler(EventHandler):
         event_type: str,
         *,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        versions: Sequence[int] = (1,),
         **kwargs: Any,
     ) -> None:
         self.retry_delays = tuple(retry_delays)
+        #: The versions of the event type this handler understands; others are parked.
+        self.versions = tuple(versions)
         super().__init__(source_service, event_type, **kwargs)
 
     @property
@@ -115,7 +123,8 @@ class ReliableEventHandler(EventHandler):
             self.event_type,
             self.container.config,
         )
-        topology.declare(self.amqp_uri, [self.queue], self.container.config)
+        topology.declare_service(self.container)
+        contract.preload()
 
     @property
     def amqp_uri(self) -> str:
@@ -135,6 +144,10 @@ class ReliableEventHandler(EventHandler):
     def _attempt(self, body: Any, message: Message, attempt: int) -> None:
         if not isinstance(body, dict) or "id" not in body:
             self._park(message, PoisonMessage("the body is not an event envelope"), "", 0)
+            return
+        problem = contract.violation(body, self.versions)
+        if problem:
+            self._park(message, ContractViolation(problem), "", 0)
             return
         try:
             self.container.spawn_worker(

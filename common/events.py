@@ -47,7 +47,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 
-from common import context
+from common import context, contract
 from common.db import isoformat, utcnow
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,8 @@ class Outbox:
 
     def add(self, session: Session, event_type: str, data: dict[str, Any]) -> Envelope:
         envelope = make_envelope(self.source, event_type, data)
+        # Tests refuse an event the contract does not allow (openapi/asyncapi.yaml).
+        contract.check_published(envelope)
         session.add(
             self.model(event_id=uuid.UUID(envelope["id"]), event_type=event_type, envelope=envelope)
         )
@@ -415,6 +417,8 @@ class OutboxRelay(DependencyProvider):
         self._publisher = ConfirmingPublisher(
             config[AMQP_URI_CONFIG_KEY], self.service_name, config
         )
+        if contract.enforced():
+            contract.preload()
 
     def start(self) -> None:
         self._running = True

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
+from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.events import SERVICE_POOL, get_event_exchange
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR, Extension
 
@@ -118,13 +119,27 @@ def platform_subscriptions(
     return found
 
 
-def declare(amqp_uri: str, queues: Iterable[Queue], config: dict[str, Any]) -> dict[str, int]:
-    """Declares every producer's event exchange, ``queues`` with their bindings and
-    their parking queues; returns what was declared, by kind."""
+def declare(
+    amqp_uri: str,
+    queues: Iterable[Queue],
+    config: dict[str, Any],
+    *,
+    every_exchange: bool = False,
+) -> dict[str, int]:
+    """Declares ``queues`` with their exchanges, bindings and parking queues, on one
+    connection (and, ``every_exchange``, every producer's event exchange); returns what
+    was declared, by kind."""
     queues = list(queues)
-    exchanges: dict[str, Exchange] = {
-        f"{service}.events": get_event_exchange(service, config) for service in SERVICE_PACKAGES
-    }
+    exchanges: dict[str, Exchange] = {}
+    if every_exchange:
+        exchanges = {
+            f"{service}.events": get_event_exchange(service, config) for service in SERVICE_PACKAGES
+        }
+    for queue in queues:
+        if queue.exchange is not None and queue.exchange.name:
+            exchanges.setdefault(queue.exchange.name, queue.exchange)
+        for binding in queue.bindings or ():
+            exchanges.setdefault(binding.exchange.name, binding.exchange)
     with Connection(amqp_uri) as connection:
         channel = connection.default_channel
         for exchange in exchanges.values():
@@ -132,9 +147,6 @@ def declare(amqp_uri: str, queues: Iterable[Queue], config: dict[str, Any]) -> d
         deadletters.dead_letter_exchange(channel).declare()
         parked: set[str] = set()
         for queue in queues:
-            for binding in queue.bindings or ():
-                exchanges.setdefault(binding.exchange.name, binding.exchange)
-                binding.exchange(channel).declare()
             queue(channel).declare()
             if queue.queue_arguments and queue.name not in parked:
                 deadletters.parking_queue(queue.name)(channel).declare()
@@ -142,9 +154,35 @@ def declare(amqp_uri: str, queues: Iterable[Queue], config: dict[str, Any]) -> d
     return {"exchanges": len(exchanges), "queues": len({q.name for q in queues}) + len(parked)}
 
 
+def declare_service(container: Any) -> None:
+    """Declares the queues of every reliable handler of a starting service container, on
+    one connection, once per container (each handler's ``setup`` asks)."""
+    from common.consumers import ReliableEventHandler
+
+    if getattr(container, _DECLARED, False):
+        return
+    queues = [
+        handler_queue(
+            container.service_name,
+            entrypoint.method_name,
+            entrypoint.source_service,
+            entrypoint.event_type,
+            container.config,
+        )
+        for entrypoint in container.entrypoints
+        if isinstance(entrypoint, ReliableEventHandler)
+    ]
+    declare(container.config[AMQP_URI_CONFIG_KEY], queues, container.config)
+    setattr(container, _DECLARED, True)
+
+
+# Set on a container once its handlers' queues are declared.
+_DECLARED = "bookstore_queues_declared"
+
+
 def declare_platform(amqp_uri: str, config: dict[str, Any]) -> dict[str, int]:
     """Declares everything every service consumes (``bookstore declare-topology``)."""
     unique: dict[str, Queue] = {}
     for subscription in platform_subscriptions(config):
         unique.setdefault(subscription.queue.name, subscription.queue)
-    return declare(amqp_uri, unique.values(), config)
+    return declare(amqp_uri, unique.values(), config, every_exchange=True)

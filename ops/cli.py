@@ -232,6 +232,35 @@ def search_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def reconcile(args: argparse.Namespace) -> int:
+    """Compares a derived copy with its source by counts and checksums per id range and
+    (unless --check) repairs it; exit 1 when drift remains (docs/decisions/0063)."""
+    from common import context
+    from common.config import service_config
+    from gateway.rpc import RpcClient
+
+    client = RpcClient(service_config("search")["AMQP_URI"], args.timeout)
+    try:
+        report = client.call(
+            "search",
+            "reconcile_index",
+            repair=not args.check,
+            context=context.CallContext(correlation_id=context.new_correlation_id()),
+        )
+    finally:
+        client.close()
+    print(
+        f"{args.copy}: {report['copy_rows']} rows, source {report['source_rows']}; "
+        f"{report['buckets_differing']} of 256 id ranges differ: {report['missing']} missing, "
+        f"{report['extra']} extra, {report['stale']} stale; {report['repaired']} repaired"
+    )
+    for kind, ids in report["examples"].items():
+        if ids:
+            print(f"  {kind}: {', '.join(ids)}{' ...' if len(ids) == 5 else ''}")
+    drift = report["missing"] + report["extra"] + report["stale"]
+    return 0 if report["repaired"] >= drift else 1
+
+
 def recommend_evaluate(args: argparse.Namespace) -> int:
     """Leave-last-out HR@10 and NDCG@10 of the recommender against popularity, on a
     generated data set and on the shop's own purchases."""
@@ -332,6 +361,15 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--timeout", type=float, default=30.0, help="seconds per catalog call")
     command.add_argument("--quiet", action="store_true", help="no progress bar")
     command.set_defaults(handler=search_rebuild)
+
+    command = commands.add_parser(
+        "reconcile",
+        help="compare a derived copy with its source and repair the drift",
+    )
+    command.add_argument("copy", choices=["search-index"], help="the copy to reconcile")
+    command.add_argument("--check", action="store_true", help="report only, repair nothing")
+    command.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    command.set_defaults(handler=reconcile)
 
     command = commands.add_parser(
         "recommend-evaluate",

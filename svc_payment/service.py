@@ -88,8 +88,8 @@ class PaymentService:
             check_database(session)
         return {
             "service": self.name,
-            "provider": self.provider.name,
             **self.outbox_relay.health(),
+            "provider": self.provider.name,
         }
 
     @rpc(expected_exceptions=BookstoreError)
