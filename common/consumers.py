@@ -3,6 +3,10 @@
 :class:`ReliableEventHandler` is nameko's ``@event_handler`` with three changes
 (docs/decisions/0031):
 
+- **Contract first.** An envelope whose version the handler does not accept
+  (``versions=``, default ``(1,)``), or that breaks its type's schema in
+  openapi/asyncapi.yaml (common/contract.py), is parked at once with the reason.
+
 - **Retry in process.** A transient error (the database or the broker away, a deadlock,
   a timeout: :func:`is_transient`) runs the handler again in a fresh worker after a
   short backoff, up to ``len(retry_delays) + 1`` attempts. Any other error cannot be
@@ -33,7 +37,6 @@ from typing import Any, TypeVar
 
 import eventlet
 import sqlalchemy.exc
-from kombu import Queue
 from kombu.message import Message
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.containers import WorkerContext
@@ -44,7 +47,8 @@ from sqlalchemy import DateTime, String, delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from common import deadletters
+from common import contract, deadletters, topology
+from common.contract import ContractViolation
 from common.db import utcnow
 from common.errors import DependencyUnavailable
 
@@ -93,9 +97,12 @@ class ReliableEventHandler(EventHandler):
         event_type: str,
         *,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        versions: Sequence[int] = (1,),
         **kwargs: Any,
     ) -> None:
         self.retry_delays = tuple(retry_delays)
+        #: The versions of the event type this handler understands; others are parked.
+        self.versions = tuple(versions)
         super().__init__(source_service, event_type, **kwargs)
 
     @property
@@ -108,21 +115,20 @@ class ReliableEventHandler(EventHandler):
 
     def setup(self) -> None:
         super().setup()
-        # nameko built the queue; the same one, with its dead-letter route. (RabbitMQ
-        # refuses to redeclare a queue with other arguments: a handler moving to this
-        # class from a plain @event_handler needs its old queue drained and deleted.)
-        queue = self.queue
-        self.queue = Queue(
-            queue.name,
-            exchange=queue.exchange,
-            routing_key=queue.routing_key,
-            durable=queue.durable,
-            auto_delete=queue.auto_delete,
-            exclusive=queue.exclusive,
-            queue_arguments=deadletters.dead_letter_arguments(queue.name),
+        # nameko built the queue; the same one (common/topology.py says how), with its
+        # dead-letter route. (RabbitMQ refuses to redeclare a queue with other arguments:
+        # a handler moving to this class from a plain @event_handler needs its old queue
+        # drained and deleted.) Declared now, with its binding and parking queue, not
+        # when consuming starts: before this service's own relay publishes anything.
+        self.queue = topology.handler_queue(
+            self.container.service_name,
+            self.method_name,
+            self.source_service,
+            self.event_type,
+            self.container.config,
         )
-        with deadletters.confirming_connection(self.amqp_uri) as connection:
-            deadletters.parking_queue(queue.name)(connection.default_channel).declare()
+        topology.declare_service(self.container)
+        contract.preload()
 
     @property
     def amqp_uri(self) -> str:
@@ -142,6 +148,10 @@ class ReliableEventHandler(EventHandler):
     def _attempt(self, body: Any, message: Message, attempt: int) -> None:
         if not isinstance(body, dict) or "id" not in body:
             self._park(message, PoisonMessage("the body is not an event envelope"), "", 0)
+            return
+        problem = contract.violation(body, self.versions)
+        if problem:
+            self._park(message, ContractViolation(problem), "", 0)
             return
         try:
             self.container.spawn_worker(

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from amqp.exceptions import NotFound
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 from nameko.constants import AMQP_URI_CONFIG_KEY
@@ -194,10 +195,16 @@ def _held(connection: Connection, parked_in: str) -> Iterator[tuple[Any, int]]:
     channel = connection.channel()
     try:
         queue = parking_queue(parked_in.removesuffix(PARKED_SUFFIX))(channel)
-        _, ready, _ = queue.queue_declare(passive=True)
+        try:
+            _, ready, _ = queue.queue_declare(passive=True)
+        except NotFound:
+            # Never declared on this broker (or vhost): nothing was ever parked there.
+            ready = 0
         yield queue, ready
     finally:
-        channel.close()
+        # The broker closes the channel itself after a NotFound.
+        with contextlib.suppress(Exception):
+            channel.close()
 
 
 def list_parked(amqp_uri: str, parked_in: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -65,6 +65,13 @@ OUTBOX_BACKLOG = Gauge(
     ["service"],
 )
 
+OUTBOX_HELD = Gauge(
+    "bookstore_outbox_held",
+    "Outbox events the broker returned because no queue takes their type, held in the "
+    "outbox and tried again (common/events.py).",
+    ["service"],
+)
+
 OK, EXPECTED_ERROR, FAILURE = "ok", "expected_error", "failure"
 
 
@@ -131,6 +138,9 @@ class ServiceMetrics(DependencyProvider):
         for dependency in self.container.dependencies:
             if isinstance(dependency, OutboxRelay):
                 OUTBOX_BACKLOG.labels(self.service_name).set_function(_safe(dependency.backlog))
+                OUTBOX_HELD.labels(self.service_name).set_function(
+                    _safe(lambda relay=dependency: len(relay.held))
+                )
 
     def start(self) -> None:
         if not self.port:

@@ -1,4 +1,5 @@
-"""``bookstore``: the operator's command line (migrate, seed, create-admin, run, sdk), and
+"""``bookstore``: the operator's command line (migrate, declare-topology, seed,
+create-admin, run, sdk), and
 the entry points of the container image (run-service, gateway, ping)."""
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ def migrate(args: argparse.Namespace) -> int:
             print(_database_unreachable(error, service), file=sys.stderr)
             return 1
         print(f"{service}: database ready, migrations applied")
+    if args.skip_topology:
+        return 0
+    return declare_topology(args)
+
+
+def declare_topology(args: argparse.Namespace) -> int:
+    """Declares every exchange, queue and binding the services consume from, so that no
+    event published before its consumer first starts is lost (docs/decisions/0060)."""
+    from common.config import service_config
+    from common.topology import declare_platform
+
+    # Any service's configuration names the broker (one AMQP_URI for all).
+    config = service_config("catalog")
+    declared = declare_platform(config["AMQP_URI"], config)
+    print(
+        f"broker: {declared['exchanges']} exchanges and {declared['queues']} queues declared "
+        "(every consumer's queue exists before any producer publishes)"
+    )
     return 0
 
 
@@ -290,6 +309,35 @@ def search_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def reconcile(args: argparse.Namespace) -> int:
+    """Compares a derived copy with its source by counts and checksums per id range and
+    (unless --check) repairs it; exit 1 when drift remains (docs/decisions/0063)."""
+    from common import context
+    from common.config import service_config
+    from gateway.rpc import RpcClient
+
+    client = RpcClient(service_config("search")["AMQP_URI"], args.timeout)
+    try:
+        report = client.call(
+            "search",
+            "reconcile_index",
+            repair=not args.check,
+            context=context.CallContext(correlation_id=context.new_correlation_id()),
+        )
+    finally:
+        client.close()
+    print(
+        f"{args.copy}: {report['copy_rows']} rows, source {report['source_rows']}; "
+        f"{report['buckets_differing']} of 256 id ranges differ: {report['missing']} missing, "
+        f"{report['extra']} extra, {report['stale']} stale; {report['repaired']} repaired"
+    )
+    for kind, ids in report["examples"].items():
+        if ids:
+            print(f"  {kind}: {', '.join(ids)}{' ...' if len(ids) == 5 else ''}")
+    drift = report["missing"] + report["extra"] + report["stale"]
+    return 0 if report["repaired"] >= drift else 1
+
+
 def recommend_evaluate(args: argparse.Namespace) -> int:
     """Leave-last-out HR@10 and NDCG@10 of the recommender against popularity, on a
     generated data set and on the shop's own purchases."""
@@ -325,7 +373,18 @@ def parser() -> argparse.ArgumentParser:
         metavar="service",
         help=f"any of {', '.join(SERVICE_PACKAGES)} (default: all)",
     )
+    command.add_argument(
+        "--skip-topology",
+        action="store_true",
+        help="do not declare the broker's queues (bookstore declare-topology does)",
+    )
     command.set_defaults(handler=migrate)
+
+    command = commands.add_parser(
+        "declare-topology",
+        help="declare every event exchange, queue and binding on the broker (idempotent)",
+    )
+    command.set_defaults(handler=declare_topology)
 
     command = commands.add_parser("seed", help="load the demo catalog (idempotent)")
     command.add_argument("--books", type=int, default=3000)
@@ -395,6 +454,15 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--timeout", type=float, default=30.0, help="seconds per catalog call")
     command.add_argument("--quiet", action="store_true", help="no progress bar")
     command.set_defaults(handler=search_rebuild)
+
+    command = commands.add_parser(
+        "reconcile",
+        help="compare a derived copy with its source and repair the drift",
+    )
+    command.add_argument("copy", choices=["search-index"], help="the copy to reconcile")
+    command.add_argument("--check", action="store_true", help="report only, repair nothing")
+    command.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    command.set_defaults(handler=reconcile)
 
     command = commands.add_parser(
         "recommend-evaluate",

@@ -158,7 +158,8 @@ def task_definitions(description: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "migrate",
         ["migrate"],
         description["migrate"],
-        [f"{service.upper()}_DATABASE_URL" for service in SERVICE_PACKAGES],
+        # AMQP_URI: migrate also declares the event queues (docs/decisions/0060).
+        ["AMQP_URI", *(f"{service.upper()}_DATABASE_URL" for service in SERVICE_PACKAGES)],
         None,
         None,
     )

@@ -32,6 +32,8 @@ READY_TIMEOUT_SECONDS = 90
 
 
 def _prepare_data(books: int) -> tuple[str, str]:
+    from common.config import service_config
+    from common.topology import declare_platform
     from svc_auth.accounts import create_admin
     from svc_catalog.seed import seed_catalog
 
@@ -39,6 +41,11 @@ def _prepare_data(books: int) -> tuple[str, str]:
         databases.prepare(service)
         print(f"  {service}: database migrated")
     _check_signing_keys()
+    # Before the demo catalog's events are written: every consumer's queue holds them
+    # until its service has started (docs/decisions/0060).
+    config = service_config("catalog")
+    declared = declare_platform(config["AMQP_URI"], config)
+    print(f"  broker: {declared['queues']} event queues declared")
     with Session(create_engine(database_url("catalog"))) as session:
         added = seed_catalog(session, books=books)
     print(f"  catalog: demo catalog of {books} books ({added} added now)")

@@ -39,7 +39,7 @@ class AuthService:
         with self.db.get_session() as session:
             check_database(session)
             self.signer.check(session)
-        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
+        return {"service": self.name, **self.outbox_relay.health()}
 
     # -- registration and verification ---------------------------------------------------
 

@@ -100,7 +100,7 @@ class EventMirror(DependencyProvider):
             base_delay=float(config.get("BRIDGE_RETRY_BASE_SECONDS", 0.2)),
             sleep=eventlet.sleep,
         )
-        self.queue = event_queue(subscribed_services(self.container.service_name), config)
+        (self.queue,) = self.declared_queues(self.container.service_name, config)
         db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{Base.__name__}"]
         self._engine = create_engine(db_url, pool_size=1, max_overflow=1, pool_pre_ping=True)
         self._sessions = sessionmaker(bind=self._engine)
@@ -126,6 +126,11 @@ class EventMirror(DependencyProvider):
 
     def get_dependency(self, worker_ctx: WorkerContext) -> EventMirror:
         return self
+
+    @staticmethod
+    def declared_queues(service_name: str, config: dict[str, Any]) -> list[Queue]:
+        """The queue this consumer reads (common/topology.py declares it ahead)."""
+        return [event_queue(subscribed_services(service_name), config)]
 
     # -- consuming ----------------------------------------------------------------------
 

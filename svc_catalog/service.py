@@ -32,7 +32,7 @@ class CatalogService:
     def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
-        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
+        return {"service": self.name, **self.outbox_relay.health()}
 
     @rpc(expected_exceptions=BookstoreError)
     def get_product(self, product_id: str) -> dict[str, Any]:
@@ -183,6 +183,21 @@ class CatalogService:
     def export_for_search(self, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
         with self.db.get_session() as session:
             return search_feed.export_for_search(session, after, limit)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def search_feed_digest(self) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return search_feed.product_digest(session)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def search_feed_versions(self, bucket: str) -> dict[str, int]:
+        with self.db.get_session() as session:
+            return search_feed.product_versions(session, bucket)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def export_for_search_by_ids(self, ids: list[str]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return search_feed.export_products(session, ids)
 
     def _has_bought(self, user_id: str, product_id: str) -> bool:
         """Whether one of the customer's PAID, SHIPPED or DELIVERED orders has the book:

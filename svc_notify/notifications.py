@@ -45,7 +45,7 @@ WEBHOOK_EVENT_TYPES = (
     "order.delivered",
     "order.cancelled",
     "order.refunded",
-    "payment.authorized",
+    "payment.succeeded",
     "payment.failed",
     "payment.refunded",
 )

@@ -21,7 +21,7 @@ from common.db import check_database, database
 from common.errors import BookstoreError, NotFound
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_notify import notifications, preferences, webhooks
+from svc_notify import erasure, notifications, preferences, webhooks
 from svc_notify.dispatch import Dispatcher
 from svc_notify.models import Base, NotifyHandledEvent
 from svc_notify.notifications import CONSUMED
@@ -100,6 +100,13 @@ class NotifyService(deadletters.DeadLetterAdmin):
             session.commit()
         if handled:
             self.dispatcher.wake()
+
+    @reliable_event_handler("auth", "user.deleted")
+    def forget_deleted_user(self, envelope: dict[str, Any]) -> None:
+        """Stops what waits to be sent to a deleted account and scrubs its addresses."""
+        with self.db.get_session() as session:
+            erasure.forget_user(session, envelope["data"]["user_id"])
+            session.commit()
 
     # -- preferences ---------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ class OrderService(deadletters.DeadLetterAdmin):
     def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
-        return {"service": self.name, "status": "ok", "outbox_backlog": self.outbox_relay.backlog()}
+        return {"service": self.name, **self.outbox_relay.health()}
 
     # -- cart ----------------------------------------------------------------------------
 

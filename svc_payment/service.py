@@ -88,9 +88,8 @@ class PaymentService:
             check_database(session)
         return {
             "service": self.name,
-            "status": "ok",
+            **self.outbox_relay.health(),
             "provider": self.provider.name,
-            "outbox_backlog": self.outbox_relay.backlog(),
         }
 
     @rpc(expected_exceptions=BookstoreError)

@@ -118,7 +118,22 @@ def words_of(values: dict[str, Any]) -> list[str]:
 
 def upsert_product(session: Session, values: dict[str, Any]) -> bool:
     """Writes a document's product fields unless the row already has this version or a
-    newer one; returns whether it wrote. Availability and rating are kept on update."""
+    newer one; returns whether it wrote. Availability and rating are kept on update.
+
+    The lexicon follows: a term's frequency is the number of live documents with the
+    word (as a rebuild counts it), so a word only a withdrawn or retitled book had stops
+    being suggested."""
+    previous = (
+        session.execute(
+            text(
+                "SELECT title, authors_text, deleted FROM search_documents "
+                "WHERE product_id = CAST(:product_id AS uuid) FOR UPDATE"
+            ),
+            {"product_id": values["product_id"]},
+        )
+        .mappings()
+        .first()
+    )
     columns = ", ".join(DOCUMENT_COLUMNS)
     placeholders = ", ".join(_placeholder(name) for name in DOCUMENT_COLUMNS)
     updates = ", ".join(f"{name} = excluded.{name}" for name in _PRODUCT_COLUMNS)
@@ -134,8 +149,11 @@ def upsert_product(session: Session, values: dict[str, Any]) -> bool:
         ),
         values,
     ).first()
-    if written is not None and not values["deleted"]:
-        add_terms(session, words_of(values))
+    if written is not None:
+        before = set() if previous is None or previous["deleted"] else set(words_of(previous))
+        after = set() if values["deleted"] else set(words_of(values))
+        add_terms(session, sorted(after - before))
+        remove_terms(session, sorted(before - after))
     return written is not None
 
 
@@ -157,6 +175,26 @@ def add_terms(session: Session, words: Iterable[str]) -> None:
                 "INSERT INTO search_terms (term, frequency) "
                 "SELECT word, 1 FROM unnest(CAST(:words AS text[])) AS word "
                 "ON CONFLICT (term) DO UPDATE SET frequency = search_terms.frequency + 1"
+            ),
+            {"words": words},
+        )
+
+
+def remove_terms(session: Session, words: Iterable[str]) -> None:
+    """One document fewer has each of ``words``; a word no document has is forgotten."""
+    words = list(words)
+    if words:
+        session.execute(
+            text(
+                "UPDATE search_terms SET frequency = frequency - 1 "
+                "WHERE term = ANY(CAST(:words AS text[]))"
+            ),
+            {"words": words},
+        )
+        session.execute(
+            text(
+                "DELETE FROM search_terms WHERE term = ANY(CAST(:words AS text[])) "
+                "AND frequency <= 0"
             ),
             {"words": words},
         )

@@ -12,6 +12,7 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
+from sqlalchemy import text
 
 from common import deadletters
 from common.config import env_float
@@ -21,7 +22,7 @@ from common.db import check_database, database
 from common.errors import BookstoreError
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_search import indexing, recommend
+from svc_search import indexing, recommend, reconcile
 from svc_search.engine import SearchEngine
 from svc_search.indexing import Category
 from svc_search.models import Base, SearchHandledEvent
@@ -81,6 +82,30 @@ def fetch_categories(catalog: Any) -> dict[str, Category]:
             return categories
 
 
+class RpcCatalogFeed:
+    """The catalog's digest, versions and books over RPC (svc_search/reconcile.py)."""
+
+    def __init__(self, catalog: Any) -> None:
+        self._catalog = catalog
+
+    def digest(self) -> dict[str, Any]:
+        return call_with_timeout(self._catalog.search_feed_digest, timeout=_call_timeout() * 6)
+
+    def versions(self, bucket: str) -> dict[str, int]:
+        versions = self._catalog.search_feed_versions
+        return call_with_timeout(versions, bucket, timeout=_call_timeout())
+
+    def products(self, ids: list[str]) -> list[dict[str, Any]]:
+        answer = call_with_timeout(
+            self._catalog.export_for_search_by_ids, ids, timeout=_call_timeout() * 6
+        )
+        return answer["items"]
+
+
+#: pg advisory lock held by the instance reconciling the index.
+LOCK_KEY = 0x5EA5C4_0063
+
+
 class SearchService(deadletters.DeadLetterAdmin):
     name = "search"
 
@@ -91,6 +116,8 @@ class SearchService(deadletters.DeadLetterAdmin):
     category_cache = CategoryCache()
     catalog = RpcProxy("catalog")
     config = Config()
+    #: When this instance last reconciled (a dict: nameko makes a new instance per worker).
+    _last_reconciled: dict[str, float] = {}
 
     @rpc
     def ping(self) -> dict[str, Any]:
@@ -121,9 +148,30 @@ class SearchService(deadletters.DeadLetterAdmin):
 
     @rpc
     def index_status(self) -> dict[str, Any]:
+        """The index as it is, and compared with the catalog: ``status`` is ``drift``
+        (with ``catalog`` saying how much) when books are missing, extra or stale."""
         with self.db.get_session() as session:
             status = indexing.index_status(session)
-        return {**status, "backend": self.engine.backend, **self.engine.health()}
+            try:
+                compared = reconcile.find_drift(session, RpcCatalogFeed(self.catalog)).report()
+            except Exception as error:  # noqa: BLE001 - the status must answer regardless
+                compared = {"in_sync": None, "error": f"catalog not compared: {error!r}"}
+        answer = {**status, "backend": self.engine.backend, **self.engine.health()}
+        answer["catalog"] = compared
+        if compared["in_sync"] is False and answer["status"] == "ok":
+            answer["status"] = "drift"
+        return answer
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reconcile_index(self, repair: bool = True) -> dict[str, Any]:
+        """Compares the index with the catalog and (``repair``) repairs the drift."""
+        with self.db.get_session() as session:
+            return reconcile.reconcile_index(
+                session,
+                RpcCatalogFeed(self.catalog),
+                lambda: fetch_categories(self.catalog),
+                repair=repair,
+            )
 
     # -- recommendations -------------------------------------------------------------------
 
@@ -280,3 +328,29 @@ class SearchService(deadletters.DeadLetterAdmin):
     def forget_handled_events(self) -> None:
         with self.db.get_session() as session:
             purge_handled(session, SearchHandledEvent)
+
+    @timer(interval=30)
+    def reconcile_when_due(self) -> None:
+        """Every SEARCH_RECONCILE_INTERVAL seconds (0: never), one instance (an advisory
+        lock) repairs what events missed."""
+        configured = self.config.get("SEARCH_RECONCILE_INTERVAL")
+        interval = float(600 if configured in (None, "") else configured)
+        now = time.monotonic()
+        if interval <= 0 or now - self._last_reconciled.get("at", -interval) < interval:
+            return
+        self._last_reconciled["at"] = now
+        with self.db.get_session() as session:
+            if not session.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}):
+                return
+            try:
+                report = reconcile.reconcile_index(
+                    session,
+                    RpcCatalogFeed(self.catalog),
+                    lambda: fetch_categories(self.catalog),
+                    repair=True,
+                )
+            finally:
+                session.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+                session.commit()
+        if not report["in_sync"]:
+            log.warning("search index drift repaired", extra={"reconcile": report})

@@ -39,7 +39,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from common.config import SERVICE_PACKAGES, database_url
+from common import contract, topology
+from common.config import SERVICE_PACKAGES, database_url, service_config
 from common.tracing import TRACES_FILE_ENV
 from ops import databases
 from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
@@ -267,6 +268,8 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         rabbitmqctl("delete_vhost", vhost)
     rabbitmqctl("add_vhost", vhost)
     rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    # As `bookstore migrate` does: every consumer's queue exists before any event.
+    topology.declare_platform(amqp_uri(vhost), service_config("catalog"))
 
     database_urls = {service: test_database_url(service, namespace) for service in SERVICE_PACKAGES}
     for service, url in database_urls.items():
@@ -288,6 +291,8 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
     aws_endpoint = f"http://127.0.0.1:{moto_port}"
     env = {
         "AMQP_URI": amqp_uri(vhost),
+        # An event the contract (openapi/asyncapi.yaml) does not allow fails its change.
+        contract.ENFORCE_ENV: "enforce",
         "AUTH_KEY_PASSPHRASE": secrets.token_urlsafe(24),
         # Long enough that the session's admin token outlives the whole suite.
         "AUTH_ACCESS_TOKEN_TTL": "3600",
@@ -299,6 +304,8 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         "ORDER_ACTION_WINDOW_SECONDS": "20",
         # Tests train the recommender when they want to (search.train_recommender).
         "SEARCH_TRAIN_INTERVAL": "0",  # tests train on demand
+        # Tests reconcile the index when they want to (search.reconcile_index).
+        "SEARCH_RECONCILE_INTERVAL": "0",
         # The suite makes many requests from one address: limits are tested on a gateway
         # of their own (tests/e2e/test_rate_limits.py), with keys of their own.
         "GATEWAY_RATE_LIMITS": "default=1000000/1s,credentials=1000000/1s",

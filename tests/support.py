@@ -133,6 +133,20 @@ def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
     return body
 
 
+def order_event_data(**changes: Any) -> dict[str, Any]:
+    """The ``data`` of an ``order.*`` event for an order nobody placed, as the contract
+    (openapi/asyncapi.yaml) wants it: for tests that publish such events themselves."""
+    price = {"amount": 1000, "currency": "EUR"}
+    return {
+        "id": str(uuid.uuid4()),
+        "user_id": str(uuid.uuid4()),
+        "status": "DELIVERED",
+        "items": [{"product_id": str(uuid.uuid4()), "quantity": 1, "unit_price": price}],
+        "total": price,
+        **changes,
+    }
+
+
 def outbox_events(platform: Platform, service: str, event_type: str) -> list[dict[str, Any]]:
     """The envelopes of ``event_type`` that ``service`` wrote to its outbox, oldest first
     (what it publishes; a test reads secrets such as a verification token from here the
@@ -172,15 +186,26 @@ def age_current_signing_key(platform: Platform) -> None:
         )
 
 
-def nameko_shell(platform: Platform, commands: str, **env: str) -> str:
+def nameko_shell(
+    platform: Platform, commands: str, *, amqp_uri_set: bool = True, **env: str
+) -> str:
     """Feeds ``commands`` to a real ``nameko shell`` started the way docs/operations.md
     says (``--config ops/shell.yaml``, the broker from ``AMQP_URI``), as an operator
     types them; returns what it printed. The shell stops at the first command that
-    raises (nameko's console does when its input is not a terminal)."""
+    raises (nameko's console does when its input is not a terminal).
+    ``amqp_uri_set=False``: with ``AMQP_URI`` unset, as on a developer's machine (the
+    shell then uses ops/shell.yaml's local default)."""
     completed = subprocess.run(
         [sys.executable, "-m", "ops.nameko_cli", "shell", "--config", str(SHELL_CONFIG)],
         input=commands,
-        env={**os.environ, "AMQP_URI": platform.amqp_uri, **env},
+        env=(
+            {**os.environ, "AMQP_URI": platform.amqp_uri, **env}
+            if amqp_uri_set
+            else {
+                **{name: value for name, value in os.environ.items() if name != "AMQP_URI"},
+                **env,
+            }
+        ),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

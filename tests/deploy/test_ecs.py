@@ -94,7 +94,8 @@ def test_commands_and_health_checks_are_real():
     migrate = _container(CHECKED_IN["migrate"])
     assert parse_cli(migrate["command"]).handler is cli.migrate
     assert {secret["name"] for secret in migrate["secrets"]} == {
-        f"{service.upper()}_DATABASE_URL" for service in SERVICE_PACKAGES
+        "AMQP_URI",
+        *(f"{service.upper()}_DATABASE_URL" for service in SERVICE_PACKAGES),
     }
 
 

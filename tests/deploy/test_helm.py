@@ -107,9 +107,10 @@ def test_migrations_run_as_a_hook_before_the_services(default):
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     (container,) = _containers(job)
     assert parse_cli(container["args"]).handler is cli.migrate
-    assert {f"{service.upper()}_DATABASE_URL" for service in SERVICE_PACKAGES} <= _env_names(
-        container
-    )
+    assert {
+        "AMQP_URI",
+        *(f"{service.upper()}_DATABASE_URL" for service in SERVICE_PACKAGES),
+    } <= _env_names(container)
     # The hook needs the Secret, so the Secret is created by an earlier hook.
     (secret,) = by_kind(default, "Secret").values()
     annotations = secret["metadata"]["annotations"]

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from common.events import EnvelopePublisher, make_envelope
 from svc_notify.channels import SIGNATURE_HEADER, verify_signature
 from tests.e2e.test_checkout import checkout, fill, shopper, stocked_book
-from tests.support import assert_problem, eventually
+from tests.support import assert_problem, eventually, order_event_data
 
 SECRET = "whsec_a-test-secret-of-some-length"
 
@@ -222,7 +222,7 @@ def _exactly(items: list, count: int) -> list:
 def test_a_failing_webhook_is_retried_then_parked_and_can_be_replayed(api, receiver):
     endpoint = register(api, receiver.url, event_types=["*"])
     receiver.answers = [500, "redirect", "hang"]
-    event = publish(api.platform, "order", "order.delivered", {"id": str(uuid.uuid4())})
+    event = publish(api.platform, "order", "order.delivered", order_event_data())
 
     def parked():
         items = api.get(f"/admin/webhooks/{endpoint['id']}/deliveries", token=api.admin).json()[
@@ -324,9 +324,10 @@ def test_a_template_error_or_a_missing_address_blocks_no_other_notification(api)
     api.request(
         "PUT", "/me/notification-preferences", json={"email": True, "sms": True}, token=token
     )
-    # An order.paid whose order lacks what the email template shows: the template fails.
+    # An order.paid its contract allows (openapi/asyncapi.yaml) but without the shipping
+    # line the email template shows: the template fails.
     broken = publish(
-        api.platform, "order", "order.paid", {"id": str(uuid.uuid4()), "user_id": me["id"]}
+        api.platform, "order", "order.paid", order_event_data(user_id=me["id"], status="PAID")
     )
     logged = eventually(lambda: _exactly(attempts(api, event_id=broken["id"]), 2))
     by_channel = {attempt["channel"]: attempt for attempt in logged}
@@ -340,14 +341,14 @@ def test_a_template_error_or_a_missing_address_blocks_no_other_notification(api)
         api.platform,
         "order",
         "order.shipped",
-        {
-            "id": str(uuid.uuid4()),
-            "user_id": me["id"],
-            "items": [],
-            "shipping": {"amount": 0, "currency": "EUR"},
-            "total": {"amount": 1500, "currency": "EUR"},
-            "shipping_address": {"city": "London"},
-        },
+        order_event_data(
+            user_id=me["id"],
+            status="SHIPPED",
+            items=[],
+            shipping={"amount": 0, "currency": "EUR"},
+            total={"amount": 1500, "currency": "EUR"},
+            shipping_address={"city": "London"},
+        ),
     )
     eventually(lambda: _exactly(attempts(api, event_id=shipped["id"], outcome="sent"), 1))
     assert len(mails(api.platform, me["email"], "has shipped")) == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import uuid
 from functools import cache
 
 import pytest
@@ -29,6 +28,7 @@ from tests.support import (
     assert_problem,
     eventually,
     nameko_shell,
+    order_event_data,
 )
 
 RUNBOOK = REPO_ROOT / "docs" / "operations.md"
@@ -314,12 +314,26 @@ def test_operator_lists_and_replays_a_dead_lettered_event(api):
 
     output = run_runbook(api.platform, DEAD_LETTERS, **{EXAMPLE_EVENT_ID: poison["id"]})
     assert f" {poison['id']} auth user.deleted" in output
-    assert "1 KeyError: 'user_id'" in output
+    # Parked before the handler ran: it breaks its contract (openapi/asyncapi.yaml).
+    assert "1 ContractViolation: user.deleted.v1 at data: 'user_id' is a required" in output
     # The listing without the service reads the queue the runbook names.
     assert f"'event_id': '{poison['id']}'" in output
     assert f"{{'replayed': 1, 'event_ids': ['{poison['id']}']}}" in output
     # Replayed to the handler, which fails again: parked again, not lost or looping.
     eventually(lambda: _parked(api, poison["id"], times=2))
+
+
+def test_the_dead_letter_listing_without_the_service_runs_with_amqp_uri_unset(platform):
+    """The runbook presents an unset AMQP_URI as the normal local case: the shell then
+    uses ops/shell.yaml's default broker, and so does the block (it once read
+    os.environ["AMQP_URI"] and failed with a KeyError)."""
+    commands = "".join(
+        runbook_blocks()[name] + "\n" for name in ("setup", "dead-letters-without-the-service")
+    )
+    output = nameko_shell(platform, commands, amqp_uri_set=False)
+    assert "Error" not in output and "Traceback" not in output, output
+    assert "127.0.0.1:5672" in output, "the shell says which broker it uses"
+    assert re.search(r"^(?:(?:>>>|\.\.\.) )*\[", output, re.M), f"a listing:\n{output}"
 
 
 def _parked(api, event_id: str, times: int) -> None:
@@ -367,7 +381,7 @@ def test_operator_replays_a_parked_webhook_delivery_and_a_bridge_dead_letter(api
         json={"url": "http://127.0.0.1:9/hooks", "event_types": ["order.delivered"]},
         token=api.admin,
     ).json()
-    event = publish(api.platform, "order", "order.delivered", {"id": str(uuid.uuid4())})
+    event = publish(api.platform, "order", "order.delivered", order_event_data())
     delivery = eventually(lambda: _parked_delivery(api, endpoint["id"]), timeout=30)
     output = run_runbook(api.platform, NOTIFICATIONS)
     assert f"('{delivery['id']}', 'webhook', 'http://127.0.0.1:9/hooks'," in output

@@ -7,13 +7,16 @@ import time
 import uuid
 from contextlib import suppress
 from datetime import timedelta
+from functools import partial
 
 import pytest
+from amqp.exceptions import AMQPError
 from kombu import Queue
+from kombu.exceptions import KombuError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from common.events import EnvelopePublisher, purge_published, relay_batch
+from common.events import ConfirmingPublisher, purge_published, relay_batch
 from svc_catalog.models import CatalogOutboxMessage, outbox
 from tests.harness import amqp_uri
 from tests.tcp_proxy import TcpProxy
@@ -59,65 +62,106 @@ def test_events_are_written_in_the_callers_transaction(catalog_db, quiet_relay):
     assert unpublished(catalog_db) == 1
 
 
-def test_relay_publishes_in_order_and_marks_rows(platform, catalog_db, quiet_relay):
-    ids = add_events(catalog_db, 5)
-    publisher = EnvelopePublisher(platform.amqp_uri, SOURCE, {})
-    received = []
+@pytest.fixture
+def bound_queue(platform):
+    """A queue that takes every event of the test's source, deleted afterwards."""
+    exchange = ConfirmingPublisher(platform.amqp_uri, SOURCE, {}).exchange
+    queue = Queue(f"test-outbox-{uuid.uuid4().hex[:8]}", exchange, routing_key="#")
     with platform.broker() as connection:
-        queue = Queue(
-            f"test-{uuid.uuid4().hex[:8]}",
-            publisher.exchange,
-            routing_key="#",
-            exclusive=True,
-            auto_delete=True,
-        )
-        with connection.Consumer(
-            queue,
+        queue(connection.default_channel).declare()
+    yield queue
+    with platform.broker() as connection:
+        queue(connection.default_channel).delete()
+
+
+def test_relay_publishes_in_order_and_marks_rows(platform, catalog_db, quiet_relay, bound_queue):
+    ids = add_events(catalog_db, 5)
+    publisher = ConfirmingPublisher(platform.amqp_uri, SOURCE, {})
+    received = []
+    with (
+        platform.broker() as connection,
+        connection.Consumer(
+            bound_queue,
             callbacks=[lambda body, message: (received.append(body), message.ack())],
             accept=["json"],
-        ):
-            assert relay_batch(catalog_db, CatalogOutboxMessage, publisher, batch_size=3) == 3
-            assert relay_batch(catalog_db, CatalogOutboxMessage, publisher, batch_size=3) == 2
-            assert relay_batch(catalog_db, CatalogOutboxMessage, publisher, batch_size=3) == 0
-            deadline = time.monotonic() + 10
-            while len(received) < 5 and time.monotonic() < deadline:
-                with suppress(TimeoutError):
-                    connection.drain_events(timeout=0.5)
+        ),
+    ):
+        relay = partial(relay_batch, catalog_db, CatalogOutboxMessage, publisher.publish)
+        assert relay(batch_size=3).published == 3
+        assert relay(batch_size=3).published == 2
+        assert relay(batch_size=3).published == 0
+        deadline = time.monotonic() + 10
+        while len(received) < 5 and time.monotonic() < deadline:
+            with suppress(TimeoutError):
+                connection.drain_events(timeout=0.5)
+    publisher.close()
     assert [body["id"] for body in received] == ids
     assert unpublished(catalog_db) == 0
 
 
-def test_a_failure_mid_batch_keeps_what_was_not_sent(catalog_db, quiet_relay):
-    add_events(catalog_db, 4)
-    sent = []
-
-    def flaky(envelope):
-        if len(sent) == 2:
-            raise ConnectionError("broker went away")
-        sent.append(envelope["id"])
-
-    with pytest.raises(ConnectionError):
-        relay_batch(catalog_db, CatalogOutboxMessage, flaky, batch_size=10)
-    assert unpublished(catalog_db) == 2, "the two sent events are marked, the rest wait"
-    sent.clear()
-    relay_batch(catalog_db, CatalogOutboxMessage, sent.append, batch_size=10)
-    assert len(sent) == 2
+def test_an_event_no_queue_takes_stays_in_the_outbox(platform, catalog_db, quiet_relay):
+    """mandatory + confirms: the broker returns what it cannot route; the row waits."""
+    (event_id,) = add_events(catalog_db, 1)
+    publisher = ConfirmingPublisher(platform.amqp_uri, SOURCE, {})
+    try:
+        relayed = relay_batch(catalog_db, CatalogOutboxMessage, publisher.publish, batch_size=10)
+        assert relayed.published == 0
+        assert [envelope["id"] for envelope in relayed.unroutable.values()] == [event_id]
+        assert unpublished(catalog_db) == 1
+        # Held rows are skipped until their next try...
+        skipped = relay_batch(
+            catalog_db, CatalogOutboxMessage, publisher.publish, 10, skip=relayed.unroutable
+        )
+        assert (skipped.published, skipped.unroutable) == (0, {})
+        # ...and go once a queue takes their type.
+        queue = Queue(f"test-outbox-{uuid.uuid4().hex[:8]}", publisher.exchange, "thing.#")
+        with platform.broker() as connection:
+            bound = queue(connection.default_channel)
+            bound.declare()
+            try:
+                relayed = relay_batch(catalog_db, CatalogOutboxMessage, publisher.publish, 10)
+                assert (relayed.published, relayed.unroutable) == (1, {})
+                message = bound.get(no_ack=True)
+                assert message.payload["id"] == event_id
+            finally:
+                bound.delete()
+    finally:
+        publisher.close()
     assert unpublished(catalog_db) == 0
 
 
-def test_events_wait_out_a_broker_outage(platform, catalog_db, quiet_relay):
+def test_a_failed_batch_is_all_kept(catalog_db, quiet_relay):
+    """Unconfirmed means not sent: the whole batch stays and goes again (consumers
+    de-duplicate what the broker did get)."""
+    add_events(catalog_db, 4)
+    sent = []
+
+    def flaky(envelopes):
+        sent.extend(envelope["id"] for envelope in envelopes)
+        raise ConnectionError("broker went away before confirming")
+
+    with pytest.raises(ConnectionError):
+        relay_batch(catalog_db, CatalogOutboxMessage, flaky, batch_size=10)
+    assert unpublished(catalog_db) == 4
+    sent.clear()
+    relay_batch(catalog_db, CatalogOutboxMessage, lambda batch: set(), batch_size=10)
+    assert unpublished(catalog_db) == 0
+
+
+def test_events_wait_out_a_broker_outage(platform, catalog_db, quiet_relay, bound_queue):
     add_events(catalog_db, 3)
     proxy = TcpProxy(5672)
+    publisher = ConfirmingPublisher(amqp_uri(port=proxy.port), SOURCE, {}, confirm_timeout=3)
     try:
-        publisher = EnvelopePublisher(amqp_uri(port=proxy.port), SOURCE, {})
         proxy.cut()
-        with pytest.raises(Exception):  # noqa: B017 - whichever way kombu reports it
-            relay_batch(catalog_db, CatalogOutboxMessage, publisher, batch_size=10)
-        catalog_db.rollback()
+        with pytest.raises((OSError, TimeoutError, AMQPError, KombuError)):
+            relay_batch(catalog_db, CatalogOutboxMessage, publisher.publish, batch_size=10)
         assert unpublished(catalog_db) == 3
         proxy.restore()
-        assert relay_batch(catalog_db, CatalogOutboxMessage, publisher, batch_size=10) == 3
+        relayed = relay_batch(catalog_db, CatalogOutboxMessage, publisher.publish, batch_size=10)
+        assert relayed.published == 3
     finally:
+        publisher.close()
         proxy.close()
 
 
@@ -126,14 +170,15 @@ def test_concurrent_relays_publish_each_event_once(platform, catalog_db, quiet_r
     published: list[str] = []
     lock = threading.Lock()
 
-    def slow_publish(envelope):
+    def slow_publish(envelopes):
         time.sleep(0.01)
         with lock:
-            published.append(envelope["id"])
+            published.extend(envelope["id"] for envelope in envelopes)
+        return set()
 
     def relay():
         with Session(platform.engine("catalog")) as session:
-            while relay_batch(session, CatalogOutboxMessage, slow_publish, batch_size=5):
+            while relay_batch(session, CatalogOutboxMessage, slow_publish, batch_size=5).published:
                 pass
 
     threads = [threading.Thread(target=relay) for _ in range(4)]
@@ -147,7 +192,7 @@ def test_concurrent_relays_publish_each_event_once(platform, catalog_db, quiet_r
 
 def test_purge_forgets_only_old_published_events(catalog_db, quiet_relay):
     add_events(catalog_db, 3)
-    relay_batch(catalog_db, CatalogOutboxMessage, lambda envelope: None, batch_size=2)
+    relay_batch(catalog_db, CatalogOutboxMessage, lambda batch: set(), batch_size=2)
     catalog_db.execute(
         update(CatalogOutboxMessage)
         .where(CatalogOutboxMessage.published_at.is_not(None))
