@@ -300,7 +300,7 @@ def main() -> None:
             )
     peer = {r["connections"]: r["rps"] for r in results if r["scenario"] == "peer_product"}
     for result in results:
-        if result["connections"] in peer and result["scenario"] == "product":
+        if peer.get(result["connections"]) and result["scenario"] == "product":
             result["ratio_to_peer"] = round(result["rps"] / peer[result["connections"]], 2)
             print(
                 f"product {result['cache']} c{result['connections']}: "

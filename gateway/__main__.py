@@ -13,6 +13,8 @@ from common.logging import logging_config
 from gateway.metrics import MULTIPROCESS_DIR_ENV
 from gateway.settings import Settings
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
 
 def raise_open_files_limit() -> None:
     """Every client connection is a file descriptor: the soft limit (often 1,024) would
@@ -43,6 +45,10 @@ def main() -> None:
         log_config=logging_config("gateway"),
         access_log=False,  # RequestContextMiddleware writes one JSON line per request
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # uvicorn restarts a worker that does not answer its supervisor (or finish
+        # startup) in time; its default of 5 s killed busy workers over and over on a
+        # loaded 2-core machine, where importing and loading the spec alone takes longer.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

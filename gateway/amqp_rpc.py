@@ -18,9 +18,11 @@ and needed one started proxy (connection and reply queue) per request thread:
   with that timeout and carries the caller's deadline, so a service that comes back
   after the client gave up does not act on a request nobody waits for.
 
-When the broker is unreachable a call fails in at most ``PUBLISH_TIMEOUT_SECONDS`` with
-:class:`ServiceUnavailable` (503); a background task reconnects with growing waits, and
-calls waiting for answers on a lost connection fail at once rather than at their timeout.
+When the connection is lost (closed, or silent past its heartbeats) calls fail at once
+with :class:`ServiceUnavailable` (503), calls waiting for answers on it fail too rather
+than at their timeout, and a background task reconnects with growing waits. A broker
+that does not confirm a publish within the call's timeout times the call out (504) but
+keeps the connection: an overloaded broker is not a lost one.
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ log = logging.getLogger(__name__)
 RPC_EXCHANGE = "nameko-rpc"
 #: nameko's prefix for context data headers (``nameko.constants.HEADER_PREFIX``).
 HEADER_PREFIX = "nameko"
-#: Publishing and the broker's confirm take a millisecond; this long means it is gone.
-PUBLISH_TIMEOUT_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 2.0
 RECONNECT_DELAYS_SECONDS = (0.1, 0.5, 1.0, 2.0)
 #: Seconds between heartbeats: a broker that vanished without closing the socket is
@@ -134,8 +134,10 @@ class AsyncRpcClient:
             context = replace(context, traceparent=tracing.traceparent(span))
         error: BaseException | None = None
         try:
+            # One deadline for publishing (confirmed) and the answer together.
+            deadline = time.monotonic() + timeout
             reply = await self._send(service, method, args, kwargs, context, timeout)
-            return await self._wait(service, reply, timeout)
+            return await self._wait(service, reply, timeout, deadline - time.monotonic())
         except BaseException as raised:
             error = raised
             raise
@@ -152,7 +154,7 @@ class AsyncRpcClient:
         future = asyncio.run_coroutine_threadsafe(
             self.call(service, method, *args, context=context, **kwargs), self._loop
         )
-        return future.result(self.timeout + PUBLISH_TIMEOUT_SECONDS + 1)
+        return future.result(self.timeout + 1)
 
     async def ping_all(
         self, services: Iterable[str], context: CallContext, timeout: float
@@ -160,6 +162,7 @@ class AsyncRpcClient:
         """Pings every service at once; per service, "ok" or what went wrong.
         Raises :class:`ServiceUnavailable` if the broker cannot be reached at all."""
         services = list(services)
+        deadline = time.monotonic() + timeout
         replies: dict[str, asyncio.Future[Any]] = {}
         outcomes: dict[str, str] = {}
         for service in services:
@@ -171,7 +174,8 @@ class AsyncRpcClient:
                 outcomes[service] = "not running"
         for service, reply in replies.items():
             try:
-                outcomes[service] = ping_outcome(await self._wait(service, reply, timeout))
+                answer = await self._wait(service, reply, timeout, deadline - time.monotonic())
+                outcomes[service] = ping_outcome(answer)
             except ServiceTimeout:
                 outcomes[service] = f"no answer within {timeout:g}s"
             except (BookstoreError, RemoteError) as error:
@@ -209,12 +213,21 @@ class AsyncRpcClient:
         try:
             await asyncio.wait_for(
                 exchange.publish(message, f"{service}.{method}", mandatory=True),
-                PUBLISH_TIMEOUT_SECONDS,
+                timeout,
             )
         except PublishError:
             self._forget(correlation_id, reply)
             raise ServiceUnavailable(service, NOT_RUNNING) from None
-        except (TimeoutError, OSError, AMQPError, aiormq.exceptions.AMQPError) as error:
+        except TimeoutError:
+            # Not confirmed within the call's timeout: whether the service got it is
+            # unknown, as with any timeout (504; a retry with the same Idempotency-Key
+            # is safe). An overloaded broker is not a lost connection: dropping it would
+            # fail every call in flight and empty the read cache; a dead one closes the
+            # socket or misses heartbeats, and is dropped then.
+            self._forget(correlation_id, reply)
+            log.warning("RPC to %s.%s: the broker did not confirm in time", service, method)
+            raise ServiceTimeout(service, timeout) from None
+        except (OSError, AMQPError, aiormq.exceptions.AMQPError) as error:
             self._forget(correlation_id, reply)
             log.warning("RPC to %s.%s failed: %r", service, method, error)
             self._drop_connection(exchange)
@@ -229,9 +242,12 @@ class AsyncRpcClient:
         else:
             reply.cancel()
 
-    async def _wait(self, service: str, reply: asyncio.Future[Any], timeout: float) -> Any:
+    async def _wait(
+        self, service: str, reply: asyncio.Future[Any], timeout: float, remaining: float
+    ) -> Any:
+        """The answer, waited for ``remaining`` seconds (504 names the call's ``timeout``)."""
         try:
-            body = await asyncio.wait_for(reply, timeout)
+            body = await asyncio.wait_for(reply, max(remaining, 0.001))
         except TimeoutError:
             raise ServiceTimeout(service, timeout) from None
         finally:

@@ -29,6 +29,8 @@ answered from the service (and refreshes the entry): the switch the benchmarks u
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -73,6 +75,13 @@ def stock_tag(product_id: str) -> str:
     return f"stock:{product_id}"
 
 
+#: In the last this share of its TTL, the first reader of an entry refreshes it (the
+#: others are still served it): a hot entry is renewed before it expires, never missed.
+REFRESH_SHARE = 0.2
+#: Longest a request waits for the same read already in flight before asking itself.
+JOIN_WAIT_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Entry:
     body: bytes
@@ -90,6 +99,7 @@ class ReadCache:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._keys_by_tag: dict[str, set[str]] = {}
+        self._refreshing: set[str] = set()
         self._bytes = 0
         #: Counts invalidations: a read that saw another value when it started may have
         #: read what was just invalidated, and is not stored.
@@ -103,13 +113,22 @@ class ReadCache:
         return self._bytes
 
     def get(self, key: str, now: float | None = None) -> Entry | None:
+        """The entry, or None: absent, expired, or (once, to one caller) about to
+        expire, so that caller refreshes it while everyone else is still served."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.expires_at <= (time.monotonic() if now is None else now):
+        now = time.monotonic() if now is None else now
+        if entry.expires_at <= now:
             self._remove(key)
             return None
         self._entries.move_to_end(key)
+        if (
+            entry.expires_at - now < self.ttl_seconds * REFRESH_SHARE
+            and key not in self._refreshing
+        ):
+            self._refreshing.add(key)
+            return None
         return entry
 
     def put(
@@ -127,6 +146,7 @@ class ReadCache:
             return False
         if key in self._entries:
             self._remove(key)
+        self._refreshing.discard(key)
         expires_at = (time.monotonic() if now is None else now) + self.ttl_seconds
         entry = Entry(body, etag, expires_at, tuple(tags))
         self._entries[key] = entry
@@ -151,9 +171,11 @@ class ReadCache:
         self.generation += 1
         self._entries.clear()
         self._keys_by_tag.clear()
+        self._refreshing.clear()
         self._bytes = 0
 
     def _remove(self, key: str) -> None:
+        self._refreshing.discard(key)
         entry = self._entries.pop(key)
         self._bytes -= len(entry.body)
         for tag in entry.tags:
@@ -273,6 +295,7 @@ class ReadCacheMiddleware:
     def __init__(self, app: ASGIApp, cache: ReadCache) -> None:
         self.app = app
         self.cache = cache
+        self._in_flight: dict[str, asyncio.Event] = {}
         # With an ETag a shared cache may keep the answer but asks again each time
         # (a 304 from memory here): never staler than ours. Without one (lists) it may
         # serve it for the TTL, the staleness we accept ourselves when an event is lost.
@@ -303,12 +326,27 @@ class ReadCacheMiddleware:
             await self.app(scope, receive, send)
             return
         request_cache_control = _header(scope, b"cache-control") or b""
-        if b"no-cache" not in request_cache_control:
+        tags = self._tags(tagging, scope["path"])
+        if b"no-cache" in request_cache_control:
+            await self._fill(scope, receive, send, key, tags)
+            return
+        entry = self.cache.get(key)
+        if entry is None and (in_flight := self._in_flight.get(key)) is not None:
+            # The same read is already on its way to the service: wait for its answer
+            # rather than send another (a popular entry expiring under load).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(in_flight.wait(), JOIN_WAIT_SECONDS)
             entry = self.cache.get(key)
-            if entry is not None:
-                await self._answer(scope, send, entry)
-                return
-        await self._fill(scope, receive, send, key, self._tags(tagging, scope["path"]))
+        if entry is not None:
+            await self._answer(scope, send, entry)
+            return
+        done = self._in_flight.setdefault(key, asyncio.Event())
+        try:
+            await self._fill(scope, receive, send, key, tags)
+        finally:
+            if self._in_flight.get(key) is done:
+                del self._in_flight[key]
+            done.set()
 
     @staticmethod
     def _tags(tagging: str, path: str) -> list[str]:

