@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common.errors import DependencyUnavailable
 
@@ -23,6 +23,12 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class CircuitBreaker:
+    """One breaker per dependency per process (instances find out for themselves; they
+    share nothing but the dependency). Two ways to use it: :meth:`call` wraps a call and
+    raises :class:`DependencyUnavailable` while open (payments); :meth:`allow` with
+    :meth:`record_success` / :meth:`record_failure` lets a caller answer another way
+    while open (search falls back to PostgreSQL)."""
+
     def __init__(
         self,
         name: str,
@@ -32,13 +38,14 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self.failure_threshold = failure_threshold
+        self.failure_threshold = max(1, failure_threshold)
         self.reset_after = reset_after
         self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_running = False
+        self.last_error: str | None = None
 
     @property
     def state(self) -> str:
@@ -52,30 +59,64 @@ class CircuitBreaker:
             return HALF_OPEN
         return OPEN
 
+    def allow(self) -> bool:
+        """Whether to call the dependency now; while half open only one caller is let
+        through (the trial), and it must report back with ``record_*``."""
+        with self._lock:
+            state = self._state()
+            if state == CLOSED:
+                return True
+            if state == HALF_OPEN and not self._trial_running:
+                self._trial_running = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_running = False
+            self.last_error = None
+
+    def record_failure(self, error: BaseException) -> None:
+        with self._lock:
+            self._failures += 1
+            self.last_error = f"{type(error).__name__}: {error}"[:300]
+            if self._trial_running or self._failures >= self.failure_threshold:
+                self._opened_at = self._clock()
+            self._trial_running = False
+
+    def record_answer(self) -> None:
+        """The dependency answered with an error that is not its fault (a declined card):
+        it is up, but a half-open trial is over without proving anything more."""
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_running = False
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "state": self._state(),
+                "consecutive_failures": self._failures,
+                "last_error": self.last_error,
+            }
+
     def call(self, function: Callable[[], T], *, is_failure: Callable[[BaseException], bool]) -> T:
         """Runs ``function`` unless the circuit is open; ``is_failure`` says which of its
         exceptions are the dependency's fault (and count towards opening)."""
-        with self._lock:
-            state = self._state()
-            if state == OPEN or (state == HALF_OPEN and self._trial_running):
-                raise DependencyUnavailable(
-                    f"{self.name} is unavailable (it failed repeatedly); try again shortly.",
-                    {"dependency": self.name, "circuit": OPEN},
-                )
-            if state == HALF_OPEN:
-                self._trial_running = True
+        if not self.allow():
+            raise DependencyUnavailable(
+                f"{self.name} is unavailable (it failed repeatedly); try again shortly.",
+                {"dependency": self.name, "circuit": OPEN},
+            )
         try:
             result = function()
         except BaseException as error:
-            with self._lock:
-                self._trial_running = False
-                if is_failure(error):
-                    self._failures += 1
-                    if state == HALF_OPEN or self._failures >= self.failure_threshold:
-                        self._opened_at = self._clock()
+            if is_failure(error):
+                self.record_failure(error)
+            else:
+                self.record_answer()
             raise
-        with self._lock:
-            self._trial_running = False
-            self._failures = 0
-            self._opened_at = None
+        self.record_success()
         return result

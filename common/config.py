@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,20 @@ SERVICE_PACKAGES: dict[str, str] = {
     "notify": "svc_notify",
     "bridge": "svc_bridge",
 }
+
+
+#: ``production`` where real customers and money are: settings that are only safe for
+#: development (the mock payment provider) are refused there. Anything else, or unset,
+#: is a development or test environment.
+ENVIRONMENT_ENV = "BOOKSTORE_ENVIRONMENT"
+PRODUCTION = "production"
+
+
+def is_production(config: Mapping[str, Any] | None = None) -> bool:
+    """Whether this process runs in production: the service config's
+    ``BOOKSTORE_ENVIRONMENT`` if it has one, else the environment variable."""
+    value = (config or {}).get(ENVIRONMENT_ENV) or os.environ.get(ENVIRONMENT_ENV, "")
+    return str(value).strip().lower() == PRODUCTION
 
 
 @functools.cache

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common import deadletters
 from common.db import utcnow
+from common.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ _TRANSIENT = (
     ConnectionError,
     TimeoutError,
     RpcTimeout,
+    # Another service did not answer in time or its circuit is open: the one rule for
+    # every consumer (they used to convert it by hand, or park at once when they forgot).
+    DependencyUnavailable,
 )
 
 

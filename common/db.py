@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from nameko_sqlalchemy import Database
-from sqlalchemy import DateTime, func, text
+from sqlalchemy import Connection, DateTime, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.errors import InvalidInput
@@ -59,3 +59,14 @@ def parse_id(raw: object, field: str = "id") -> uuid.UUID:
 def check_database(session: Session) -> None:
     """Raises if the database cannot answer a trivial query (for readiness pings)."""
     session.execute(text("SELECT 1"))
+
+
+def analyze(connection: Connection | Session, *tables: str) -> None:
+    """``ANALYZE`` the tables (all of the database's when none is named): after a bulk
+    load, so the planner knows what is there before autovacuum gets round to it (a
+    freshly seeded million-row table otherwise gets generic guesses: a 1,000-row page
+    took 1.4 s instead of 0.4 s; docs/decisions/0092)."""
+    if not tables:
+        connection.execute(text("ANALYZE"))
+    for table in tables:
+        connection.execute(text(f"ANALYZE {table}"))

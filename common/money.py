@@ -4,171 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
+import iso4217
+
 from common.errors import InvalidInput
 
-# Active ISO 4217 codes (list one, 2024), with the number of digits in their minor unit
-# where it is not 2. Funds codes and precious metals are left out: nobody buys a book
-# in XAU.
-_ZERO_DECIMAL = {
-    "BIF",
-    "CLP",
-    "DJF",
-    "GNF",
-    "ISK",
-    "JPY",
-    "KMF",
-    "KRW",
-    "PYG",
-    "RWF",
-    "UGX",
-    "UYI",
-    "VND",
-    "VUV",
-    "XAF",
-    "XOF",
-    "XPF",
-}
-_THREE_DECIMAL = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"}
-_TWO_DECIMAL = {
-    "AED",
-    "AFN",
-    "ALL",
-    "AMD",
-    "ANG",
-    "AOA",
-    "ARS",
-    "AUD",
-    "AWG",
-    "AZN",
-    "BAM",
-    "BBD",
-    "BDT",
-    "BGN",
-    "BMD",
-    "BND",
-    "BOB",
-    "BRL",
-    "BSD",
-    "BTN",
-    "BWP",
-    "BYN",
-    "BZD",
-    "CAD",
-    "CDF",
-    "CHF",
-    "CNY",
-    "COP",
-    "CRC",
-    "CUP",
-    "CVE",
-    "CZK",
-    "DKK",
-    "DOP",
-    "DZD",
-    "EGP",
-    "ERN",
-    "ETB",
-    "EUR",
-    "FJD",
-    "FKP",
-    "GBP",
-    "GEL",
-    "GHS",
-    "GIP",
-    "GMD",
-    "GTQ",
-    "GYD",
-    "HKD",
-    "HNL",
-    "HTG",
-    "HUF",
-    "IDR",
-    "ILS",
-    "INR",
-    "IRR",
-    "JMD",
-    "KES",
-    "KGS",
-    "KHR",
-    "KPW",
-    "KYD",
-    "KZT",
-    "LAK",
-    "LBP",
-    "LKR",
-    "LRD",
-    "LSL",
-    "MAD",
-    "MDL",
-    "MGA",
-    "MKD",
-    "MMK",
-    "MNT",
-    "MOP",
-    "MRU",
-    "MUR",
-    "MVR",
-    "MWK",
-    "MXN",
-    "MYR",
-    "MZN",
-    "NAD",
-    "NGN",
-    "NIO",
-    "NOK",
-    "NPR",
-    "NZD",
-    "PAB",
-    "PEN",
-    "PGK",
-    "PHP",
-    "PKR",
-    "PLN",
-    "QAR",
-    "RON",
-    "RSD",
-    "RUB",
-    "SAR",
-    "SBD",
-    "SCR",
-    "SDG",
-    "SEK",
-    "SGD",
-    "SHP",
-    "SLE",
-    "SOS",
-    "SRD",
-    "SSP",
-    "STN",
-    "SVC",
-    "SYP",
-    "SZL",
-    "THB",
-    "TJS",
-    "TMT",
-    "TOP",
-    "TRY",
-    "TTD",
-    "TWD",
-    "TZS",
-    "UAH",
-    "USD",
-    "UYU",
-    "UZS",
-    "VES",
-    "WST",
-    "XCD",
-    "YER",
-    "ZAR",
-    "ZMW",
-    "ZWG",
-}
 
-MINOR_UNIT_DIGITS: dict[str, int] = {
-    **{code: 2 for code in _TWO_DECIMAL},
-    **{code: 0 for code in _ZERO_DECIMAL},
-    **{code: 3 for code in _THREE_DECIMAL},
-}
+def _iso4217_minor_units() -> tuple[dict[str, int], frozenset[str]]:
+    """The currencies a price can be in, read from ISO 4217's own list one (the `iso4217`
+    package ships the maintenance agency's table.xml; decision 0002 says why a package
+    and not a list kept by hand). Funds codes (``IsFund``) are units of account, not money
+    a shop takes; codes without a minor unit ("N.A.": gold, SDRs, the test code) are not
+    currencies anyone pays a book in."""
+    digits: dict[str, int] = {}
+    funds: set[str] = set()
+    for entry in iso4217.raw_xml.findall("CcyTbl/CcyNtry"):
+        code, name = entry.find("Ccy"), entry.find("CcyNm")
+        minor_units = entry.find("CcyMnrUnts")
+        if code is None or name is None or minor_units is None:
+            continue  # a country without a universal currency (Antarctica)
+        if name.get("IsFund") == "true":
+            funds.add(code.text)
+        elif minor_units.text.isdigit():
+            digits[code.text] = int(minor_units.text)
+    return digits, frozenset(funds)
+
+
+#: Active ISO 4217 currency codes and the number of digits in their minor unit.
+#: FUNDS_CODES are the codes the table marks as funds, refused as currencies.
+MINOR_UNIT_DIGITS, FUNDS_CODES = _iso4217_minor_units()
+
+
+def digits(currency: str) -> int:
+    """How many decimal digits the minor unit of ``currency`` has (2 if unknown)."""
+    return MINOR_UNIT_DIGITS.get(currency, 2)
 
 
 #: The largest amount the API accepts (one million in a two-decimal currency): far above

@@ -12,11 +12,12 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import ColumnElement, Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from common.errors import InvalidParameter
@@ -72,6 +73,38 @@ def validate_limit(limit: int | None) -> int:
 
 def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One optional filter of a listing: the condition a given value puts on the query,
+    the values it may take (``None``: any), and how a given value is normalised first
+    (the normalised value is what the condition and the cursor see)."""
+
+    condition: Callable[[Any], ColumnElement[bool]]
+    allowed: Collection[str] | None = None
+    normalize: Callable[[Any], Any] | None = None
+
+
+def filtered(
+    query: Select, given: dict[str, Any], filters: dict[str, Filter]
+) -> tuple[Select, dict[str, Any]]:
+    """``query`` narrowed by each filter given a value (``None`` means not given), and the
+    filters applied, normalised: what a cursor must be bound to (see :func:`newest_first`).
+    A value outside a filter's allowed ones is a 400 naming the parameter."""
+    applied: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        rule = filters[name]
+        if rule.allowed is not None and value not in rule.allowed:
+            raise InvalidParameter(
+                f"{name}: {value!r} is not one of {', '.join(rule.allowed)}.",
+                {"parameter": name},
+            )
+        applied[name] = rule.normalize(value) if rule.normalize else value
+        query = query.where(rule.condition(applied[name]))
+    return query, applied
 
 
 def newest_first(

@@ -11,7 +11,7 @@ silently ignores 3.1 keywords such as ``const``, numeric ``exclusiveMinimum``,
 * provides request-body, parameter and response validators that use the OpenAPI 3.1
   dialect of JSON Schema 2020-12 (:data:`VALIDATOR_MAP`, passed to ``add_api``).
 
-See docs/decisions/0004-openapi-3-1-on-connexion.md.
+See docs/decisions/0003-openapi-3-1-on-connexion.md.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ the client address. Limits are per route group: an operation names its group wit
 password reset...), everything else is ``default``. Settings:
 ``GATEWAY_RATE_LIMITS="default=100/1s,credentials=20/60s"``.
 
-The counter is a fixed window per caller and group (INCR, and PEXPIRE when the window
-opens, in one Lua script): one round trip, exact ``RateLimit-Reset``, at the price of
-allowing up to twice the limit across a window boundary. If Redis is unreachable the
+The counter is a sliding window per caller and group (docs/decisions/0101): this
+window's count plus the previous window's, weighted by how much of it still overlaps the
+last ``window`` seconds. A fixed window admitted up to twice the limit across a window
+boundary; this one admits about the limit over any window. One Lua script on Redis' own
+clock (``TIME``: every gateway process agrees, whatever its host's clock says), one round
+trip per request; a refused request is not counted. If Redis is unreachable the
 gateway lets requests through (and logs it): limiting protects the shop, it must not be
 the thing that takes it down.
 """
@@ -40,13 +43,33 @@ REDIS_RETRY_SECONDS = 5.0
 _LIMIT = re.compile(r"^\s*([a-z][a-z0-9_-]*)\s*=\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
-# KEYS[1] = counter; ARGV[1] = window in ms. Returns {count, milliseconds left}.
+# KEYS[1] = the caller's key prefix; ARGV[1] = window in ms, ARGV[2] = requests allowed.
+# Returns {allowed (0/1), remaining, milliseconds until a request would be admitted
+# (refused) or until this window ends (admitted)}.
 _HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local start = now - (now % window)
+local elapsed = now - start
+local current_key = KEYS[1] .. ':' .. start
+local previous = tonumber(redis.call('GET', KEYS[1] .. ':' .. (start - window)) or '0')
+local current = tonumber(redis.call('GET', current_key) or '0')
+local overlap = (window - elapsed) / window
+if previous * overlap + current + 1 > limit then
+  local wait
+  if current + 1 > limit then
+    wait = (window - elapsed) + math.max(0, window * (1 - (limit - 1) / current))
+  else
+    wait = (window - elapsed) - window * (limit - 1 - current) / previous
+  end
+  return {0, 0, math.max(1, math.ceil(wait))}
+end
+current = redis.call('INCR', current_key)
+redis.call('PEXPIRE', current_key, window * 2)
+local remaining = math.floor(limit - (previous * overlap + current))
+return {1, math.max(0, remaining), window - elapsed}
 """
 
 
@@ -91,17 +114,16 @@ def route_groups() -> dict[str, str]:
 @dataclass(frozen=True)
 class Decision:
     limit: Limit
-    count: int
+    allowed: bool
+    #: Requests left in the sliding window (0 when refused).
+    remaining: int
+    #: Refused: seconds until a request would be admitted. Admitted: until this window ends.
     reset_seconds: int
-
-    @property
-    def allowed(self) -> bool:
-        return self.count <= self.limit.requests
 
     def headers(self) -> dict[str, str]:
         headers = {
             "RateLimit-Limit": str(self.limit.requests),
-            "RateLimit-Remaining": str(max(0, self.limit.requests - self.count)),
+            "RateLimit-Remaining": str(self.remaining),
             "RateLimit-Reset": str(self.reset_seconds),
             "RateLimit-Policy": self.limit.policy,
         }
@@ -145,8 +167,9 @@ class RateLimiter:
             )
             self._script = self._client.register_script(_HIT_SCRIPT)
         try:
-            count, ttl_ms = await self._script(
-                keys=[f"{self._prefix}{group}:{caller}"], args=[limit.window_seconds * 1000]
+            allowed, remaining, wait_ms = await self._script(
+                keys=[f"{self._prefix}{group}:{caller}"],
+                args=[limit.window_seconds * 1000, limit.requests],
             )
         except (RedisError, OSError) as error:
             self._skip_until = time.monotonic() + REDIS_RETRY_SECONDS
@@ -154,7 +177,9 @@ class RateLimiter:
                 "rate limiting is off for %.0fs: Redis failed: %r", REDIS_RETRY_SECONDS, error
             )
             return None
-        return Decision(limit, int(count), max(1, math.ceil(int(ttl_ms) / 1000)))
+        return Decision(
+            limit, bool(allowed), int(remaining), max(1, math.ceil(int(wait_ms) / 1000))
+        )
 
     async def close(self) -> None:
         if self._client is not None and self._client_loop is asyncio.get_running_loop():

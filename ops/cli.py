@@ -15,10 +15,22 @@ from common.notices import silence_import_notices
 
 silence_import_notices()
 
-from sqlalchemy import create_engine  # noqa: E402
+from sqlalchemy import create_engine, make_url  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from common.config import SERVICE_PACKAGES, database_url  # noqa: E402
+
+
+def _database_unreachable(error: OperationalError, service: str | None = None) -> str:
+    """One line for an operator instead of a traceback: which database, where, and what
+    PostgreSQL (or the network) said."""
+    said = str(error.orig or error).strip().splitlines()[0]
+    if service is None:
+        return f"error: a database cannot be used: {said}"
+    where = make_url(database_url(service)).render_as_string(hide_password=True)
+    variable = f"{service.upper()}_DATABASE_URL"
+    return f"error: {service}: its database {where} cannot be used ({variable}): {said}"
 
 
 def _session(service: str) -> Session:
@@ -33,7 +45,11 @@ def migrate(args: argparse.Namespace) -> int:
         print(f"error: unknown service(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     for service in args.services or list(SERVICE_PACKAGES):
-        databases.prepare(service)
+        try:
+            databases.prepare(service)
+        except OperationalError as error:
+            print(_database_unreachable(error, service), file=sys.stderr)
+            return 1
         print(f"{service}: database ready, migrations applied")
     return 0
 
@@ -67,15 +83,76 @@ def create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def reset_signing_keys(args: argparse.Namespace) -> int:
+    """Replaces auth's signing keys with new ones sealed with the current
+    ``AUTH_KEY_PASSPHRASE``: the way out when the passphrase they were sealed with is
+    lost. Every session ends (docs/decisions/0091)."""
+    from svc_auth.signing import replace_signing_keys, unreadable_key_ids
+
+    passphrase = os.environ.get("AUTH_KEY_PASSPHRASE", "")
+    if not passphrase:
+        print("error: set AUTH_KEY_PASSPHRASE (bin/run keeps it in .env.local)", file=sys.stderr)
+        return 2
+    with _session("auth") as session:
+        unreadable = unreadable_key_ids(session, passphrase.encode())
+        if not unreadable and not args.force:
+            print(
+                "The signing keys open with this AUTH_KEY_PASSPHRASE: nothing to recover. "
+                "To rotate keys normally (sessions continue), see docs/operations.md; "
+                "--force replaces them anyway.",
+            )
+            return 0
+        print(
+            "This replaces auth's token signing keys. Every signed-in session ends: refresh "
+            "tokens are revoked now, and access tokens stop working when the gateways next "
+            "load the keys (GATEWAY_JWKS_REFRESH, 5 minutes by default). Everyone signs in "
+            "again. Two-factor secrets sealed with the old passphrase cannot be read either: "
+            "those users sign in with a recovery code and enrol again."
+        )
+        if not args.yes and input("Type 'replace' to go on: ").strip() != "replace":
+            print("Nothing changed.")
+            return 1
+        key, ended = replace_signing_keys(session, passphrase.encode())
+        kid = key.kid
+        session.commit()
+    print(
+        f"auth: new signing key {kid}; {len(unreadable)} unreadable key(s) retired; "
+        f"{ended} session(s) ended"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ops.run import run_platform
 
-    return run_platform(books=args.books, port=args.port)
+    return run_platform(
+        books=args.books, port=args.port, allow_loopback_webhooks=args.allow_loopback_webhooks
+    )
+
+
+def startup_refusal(service: str) -> str | None:
+    """Why the service's configuration must not start, in one line, or None. Checked
+    before exec so a container's log says it plainly; the service checks again itself
+    (``nameko run`` started some other way)."""
+    if service == "payment":
+        from common.config import service_config
+        from svc_payment.providers import provider_named
+
+        config = service_config(service)
+        try:
+            provider_named(str(config.get("PAYMENT_PROVIDER", "")), config)
+        except ValueError as error:
+            return str(error)
+    return None
 
 
 def run_service(args: argparse.Namespace) -> int:
     from ops.processes import service_command
 
+    refusal = startup_refusal(args.service)
+    if refusal is not None:
+        print(f"error: {args.service}: {refusal}", file=sys.stderr)
+        return 2
     command = service_command(args.service)
     # exec, not a child: in a container the service must be the process that receives
     # SIGTERM, so nameko stops gracefully (finishing running workers) on a rollout.
@@ -270,9 +347,25 @@ def parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(handler=create_admin)
 
+    command = commands.add_parser(
+        "reset-signing-keys",
+        help="replace auth's signing keys when their passphrase is lost (sessions end)",
+    )
+    command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    command.add_argument(
+        "--force", action="store_true", help="replace keys even if they can be opened"
+    )
+    command.set_defaults(handler=reset_signing_keys)
+
     command = commands.add_parser("run", help="run the whole platform until Ctrl-C")
     command.add_argument("--books", type=int, default=3000, help="demo catalog size")
     command.add_argument("--port", type=int, default=8080)
+    command.add_argument(
+        "--allow-loopback-webhooks",
+        action="store_true",
+        help="let webhooks reach receivers on this machine (127.0.0.1, ::1); never other "
+        "private addresses",
+    )
     command.set_defaults(handler=run)
 
     command = commands.add_parser("run-service", help="run one nameko service (containers)")
@@ -326,8 +419,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ops.instance import use_checkout_environment
+
     args = parser().parse_args(argv)
-    return args.handler(args)
+    if argv is None:
+        # Run as a program (not called by a test): .env.local, and this checkout's
+        # databases and vhost (ops/instance.py).
+        use_checkout_environment(os.environ)
+    try:
+        return args.handler(args)
+    except OperationalError as error:
+        print(_database_unreachable(error), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

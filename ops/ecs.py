@@ -44,6 +44,22 @@ def _secret(description: dict[str, Any], name: str) -> dict[str, str]:
     return {"name": name, "valueFrom": f"{description['secret_arn']}:{name}::"}
 
 
+def production_refusal(description: dict[str, Any]) -> str | None:
+    """The generator refuses to write task definitions that would take fake payments in
+    production (the payment service would refuse to start with them anyway)."""
+    environment = description["environment"]
+    if (
+        str(environment.get("BOOKSTORE_ENVIRONMENT", "")).lower() == "production"
+        and environment.get("PAYMENT_PROVIDER", "mock") == "mock"
+    ):
+        return (
+            "PAYMENT_PROVIDER=mock takes no real payments and is refused with "
+            "BOOKSTORE_ENVIRONMENT=production: set PAYMENT_PROVIDER: stripe (and the payment "
+            "service's secrets STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET)"
+        )
+    return None
+
+
 def _task(
     description: dict[str, Any],
     name: str,
@@ -60,7 +76,8 @@ def _task(
         environment["METRICS_PORT"] = str(port)
     container: dict[str, Any] = {
         "name": name,
-        "image": description["image"],
+        # The search service's image adds the ML stack (the Dockerfile's search target).
+        "image": description["search_image"] if name == "search" else description["image"],
         "essential": True,
         "command": command,
         "user": "10001",
@@ -111,6 +128,9 @@ def _http_health_check(port: int, path: str) -> dict[str, Any]:
 
 def task_definitions(description: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Task definition name -> RegisterTaskDefinition input, for every process."""
+    refusal = production_refusal(description)
+    if refusal is not None:
+        raise ValueError(refusal)
     metrics_port = description["metrics_port"]
     definitions: dict[str, dict[str, Any]] = {}
     for service in SERVICE_PACKAGES:
@@ -154,7 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments.add_argument("--description", type=Path, default=DESCRIPTION)
     arguments.add_argument("--out", type=Path, default=ECS_DIR)
     args = arguments.parse_args(argv)
-    definitions = task_definitions(load_description(args.description))
+    try:
+        definitions = task_definitions(load_description(args.description))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for stale in set(args.out.glob("*.json")) - {args.out / f"{n}.json" for n in definitions}:
         stale.unlink()
     for name, definition in definitions.items():

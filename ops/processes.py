@@ -46,6 +46,15 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has exited (negative: the signal that killed it)."""
+        return None if self.process is None else self.process.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
     def signal(self, signum: int) -> None:
         if self.running:
             self.process.send_signal(signum)
@@ -61,11 +70,39 @@ class ManagedProcess:
             self.process.kill()
             self.process.wait()
 
+    def request_stop(self) -> None:
+        """SIGTERM without waiting (see :func:`stop_in_order`)."""
+        self.signal(signal.SIGTERM)
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Waits until the monotonic ``deadline`` for the process to exit, then kills it."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
+
+
+def stop_in_order(
+    first: list[ManagedProcess], then: list[ManagedProcess], grace: float = STOP_GRACE_SECONDS
+) -> None:
+    """Stops ``first`` (the gateway: nothing new comes in), then every one of ``then``
+    together: each service finishes its running workers at the same time as the others,
+    instead of one after another (SIGKILL for any still running after ``grace``)."""
+    for group in (first, then):
+        for managed in group:
+            managed.request_stop()
+        deadline = time.monotonic() + grace
+        for managed in group:
+            managed.wait_or_kill(deadline)
 
 
 def service_command(service: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""``bookstore run``: databases, demo data, every service and the gateway, until Ctrl-C."""
+"""``bookstore run``: databases, demo data, every service and the gateway, kept running
+(a crashed one is restarted: ops/supervisor.py) until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,15 +7,25 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
+from urllib.parse import unquote
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url
+from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, env_bool
 from ops import databases
-from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
+from ops.instance import INSTANCE_ENV, database_name
+from ops.processes import (
+    ManagedProcess,
+    gateway_process,
+    service_process,
+    stop_in_order,
+    wait_until_ready,
+)
+from ops.supervisor import Supervisor
 
 LOG_DIR = REPO_ROOT / "var" / "log"
 READY_TIMEOUT_SECONDS = 90
@@ -27,6 +38,7 @@ def _prepare_data(books: int) -> tuple[str, str]:
     for service in SERVICE_PACKAGES:
         databases.prepare(service)
         print(f"  {service}: database migrated")
+    _check_signing_keys()
     with Session(create_engine(database_url("catalog"))) as session:
         added = seed_catalog(session, books=books)
     print(f"  catalog: demo catalog of {books} books ({added} added now)")
@@ -38,11 +50,27 @@ def _prepare_data(books: int) -> tuple[str, str]:
     return email, password
 
 
+class StartupRefused(Exception):
+    """Something ``bookstore run`` can see before starting anything, and says how to fix."""
+
+
+def _check_signing_keys() -> None:
+    """Auth would start but never sign a token if its keys were sealed with another
+    passphrase (another checkout's, a lost .env.local): say so now, and how to recover,
+    instead of waiting for readiness to time out."""
+    from svc_auth.signing import unreadable_key_ids, unreadable_keys_advice
+
+    with Session(create_engine(database_url("auth"))) as session:
+        kids = unreadable_key_ids(session, os.environ["AUTH_KEY_PASSPHRASE"].encode())
+    if kids:
+        raise StartupRefused(f"auth cannot start. {unreadable_keys_advice(kids)}")
+
+
 # Secrets with no default anywhere; bin/run generates them into .env.local.
 REQUIRED_SECRETS = ("AUTH_KEY_PASSPHRASE", "BOOKSTORE_ADMIN_PASSWORD")
 
 
-def run_platform(books: int, port: int) -> int:
+def run_platform(books: int, port: int, allow_loopback_webhooks: bool = False) -> int:
     missing = [name for name in REQUIRED_SECRETS if not os.environ.get(name)]
     if missing:
         print(
@@ -50,18 +78,25 @@ def run_platform(books: int, port: int) -> int:
             file=sys.stderr,
         )
         return 2
+    instance = os.environ.get(INSTANCE_ENV)
+    if instance:
+        print(
+            f"Instance {instance} (.env.local): databases {database_name(instance, '<service>')}, "
+            f"RabbitMQ vhost {unquote(os.environ['AMQP_URI'].rsplit('/', 1)[1])}"
+        )
     print("Preparing databases and demo data...")
-    admin_email, admin_password = _prepare_data(books)
+    try:
+        admin_email, admin_password = _prepare_data(books)
+    except StartupRefused as refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
 
-    env = {
-        "GATEWAY_PORT": str(port),
-        # Everything runs on this machine, webhook receivers under development included.
-        "NOTIFY_WEBHOOK_ALLOW_PRIVATE": os.environ.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true"),
-    }
-    processes: list[ManagedProcess] = [
-        *(service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES),
-        gateway_process(LOG_DIR, env),
-    ]
+    env = {"GATEWAY_PORT": str(port)}
+    if allow_loopback_webhooks:
+        env["NOTIFY_WEBHOOK_ALLOW_LOOPBACK"] = "true"
+    services = [service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES]
+    gateway = gateway_process(LOG_DIR, env)
+    processes: list[ManagedProcess] = [*services, gateway]
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -84,29 +119,38 @@ def run_platform(books: int, port: int) -> int:
             f"  Swagger UI  {base_url}/docs\n"
             f"  Spec        {base_url}/openapi.json\n"
             f"  Admin       {admin_email} / {admin_password}\n"
+            f"  Webhooks    {_webhook_guard(allow_loopback_webhooks)}\n"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )
+        # From here on a process that dies is started again (a crash before the platform
+        # was ever ready is a configuration problem: wait_until_ready reports it instead).
+        supervisor = Supervisor(processes, say=_say, clock=time.monotonic)
+        supervisor.started()
         while not stop.wait(1.0):
-            dead = [managed for managed in processes if not managed.running]
-            if dead:
-                for managed in dead:
-                    print(
-                        f"{managed.name} exited; its log ends:\n{managed.log_tail()}",
-                        file=sys.stderr,
-                    )
-                exit_code = 1
-                break
+            supervisor.check()
     except (RuntimeError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         exit_code = 1
     finally:
         print("Stopping...", flush=True)
-        # The gateway first, so nothing new comes in, then the services.
-        for managed in reversed(processes):
-            managed.stop()
+        stop_in_order([gateway], services)
         print("Stopped.")
     return exit_code
+
+
+def _webhook_guard(allow_loopback: bool) -> str:
+    """What the notify service's destination guard lets through, for the banner."""
+    if env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", False):
+        return "to any address, this machine and private networks included (set in the "
+        "environment: NOTIFY_WEBHOOK_ALLOW_PRIVATE)"
+    if allow_loopback:
+        return "to public addresses and this machine (--allow-loopback-webhooks)"
+    return "to public addresses only (--allow-loopback-webhooks lets in a receiver on this machine)"
+
+
+def _say(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def _relative(path: Path) -> str:

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from common.db import isoformat, parse_id, utcnow
-from common.errors import Conflict, InvalidInput, InvalidParameter
-from common.pagination import newest_first
+from common.errors import Conflict, InvalidInput
+from common.pagination import Filter, filtered, newest_first
 from svc_auth import audit, roles, sessions
 from svc_auth.accounts import find_user, user_to_dict
 from svc_auth.emails import lookup_form
@@ -38,6 +38,13 @@ def get_user(session: Session, user_id: str) -> dict[str, Any]:
     return admin_view(user)
 
 
+USER_FILTERS = {
+    "email": Filter(lambda email: User.email == email, normalize=lookup_form),
+    "role": Filter(lambda role: User.roles.any(role), allowed=tuple(roles.ROLE_SCOPES)),
+    "status": Filter(lambda status: User.status == status, allowed=STATUSES),
+}
+
+
 def list_users(
     session: Session,
     *,
@@ -48,21 +55,9 @@ def list_users(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Newest accounts first; ``email`` matches exactly (after normalisation)."""
-    filters: dict[str, Any] = {}
-    query = select(User)
-    if email is not None:
-        filters["email"] = lookup_form(email)
-        query = query.where(User.email == filters["email"])
-    if role is not None:
-        if role not in roles.ROLE_SCOPES:
-            raise InvalidParameter(f"role: unknown role {role!r}.", {"parameter": "role"})
-        filters["role"] = role
-        query = query.where(User.roles.any(role))
-    if status is not None:
-        if status not in STATUSES:
-            raise InvalidParameter(f"status: unknown status {status!r}.", {"parameter": "status"})
-        filters["status"] = status
-        query = query.where(User.status == status)
+    query, filters = filtered(
+        select(User), {"email": email, "role": role, "status": status}, USER_FILTERS
+    )
     return newest_first(
         session,
         query,

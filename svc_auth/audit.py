@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from common import context
 from common.db import isoformat, parse_id, utcnow
-from common.errors import InvalidParameter
-from common.pagination import newest_first
+from common.pagination import Filter, filtered, newest_first
 from svc_auth.models import AuditEvent
 
 ACTIONS = (
@@ -99,6 +98,12 @@ def event_to_dict(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+EVENT_FILTERS = {
+    "subject_id": Filter(lambda user_id: AuditEvent.subject_id == parse_id(user_id, "user_id")),
+    "action": Filter(lambda action: AuditEvent.action == action, allowed=ACTIONS),
+}
+
+
 def list_events(
     session: Session,
     *,
@@ -108,16 +113,9 @@ def list_events(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Newest first, filtered by account and/or action, paged by keyset cursor."""
-    query = select(AuditEvent)
-    filters: dict[str, Any] = {}
-    if subject_id is not None:
-        filters["subject_id"] = subject_id
-        query = query.where(AuditEvent.subject_id == parse_id(subject_id, "user_id"))
-    if action is not None:
-        if action not in ACTIONS:
-            raise InvalidParameter(f"action: unknown action {action!r}.", {"parameter": "action"})
-        filters["action"] = action
-        query = query.where(AuditEvent.action == action)
+    query, filters = filtered(
+        select(AuditEvent), {"subject_id": subject_id, "action": action}, EVENT_FILTERS
+    )
     return newest_first(
         session,
         query,

@@ -19,20 +19,75 @@ from jwt.algorithms import RSAAlgorithm
 from nameko.containers import WorkerContext
 from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from common import tokens
 from common.config import env_int
 from common.db import utcnow
 from common.errors import Conflict
-from svc_auth.models import SigningKey
+from svc_auth.models import RefreshToken, SigningKey
 from svc_auth.sealing import Sealer
 
 PASSPHRASE_CONFIG_KEY = "AUTH_KEY_PASSPHRASE"  # noqa: S105 - a setting name, not a secret
 RSA_KEY_BITS = 2048
 # Serialises key creation across instances of the service (any constant will do).
 _KEY_CREATION_LOCK = 0x5A17_0001
+
+
+class SealedKeysUnreadable(Exception):
+    """The signing keys in auth's database were sealed with another passphrase than the
+    configured ``AUTH_KEY_PASSPHRASE``; the message says how to recover."""
+
+    def __init__(self, kids: list[str]) -> None:
+        self.kids = kids
+        super().__init__(unreadable_keys_advice(kids))
+
+
+def unreadable_keys_advice(kids: list[str]) -> str:
+    """Why the service cannot sign, and the two ways out (docs/decisions/0091)."""
+    return (
+        f"AUTH_KEY_PASSPHRASE does not open the token signing key(s) {', '.join(kids)} in "
+        "auth's database: they were sealed with another passphrase (a new or lost "
+        ".env.local, or a changed secret). Either set AUTH_KEY_PASSPHRASE back to the "
+        "passphrase they were sealed with, or replace the keys with "
+        "`bookstore reset-signing-keys` (every signed-in session then ends, and "
+        "two-factor secrets sealed with the old passphrase must be enrolled again)."
+    )
+
+
+def unreadable_key_ids(session: Session, passphrase: bytes) -> list[str]:
+    """The active signing keys that ``passphrase`` cannot decrypt (oldest first)."""
+    keys = session.scalars(
+        select(SigningKey).where(SigningKey.retired_at.is_(None)).order_by(SigningKey.created_at)
+    ).all()
+    return [key.kid for key in keys if not _opens(key, passphrase)]
+
+
+def _opens(key: SigningKey, passphrase: bytes) -> bool:
+    try:
+        serialization.load_pem_private_key(key.private_key_pem.encode(), password=passphrase)
+    except ValueError:  # cryptography's "Incorrect password, could not decrypt key"
+        return False
+    return True
+
+
+def replace_signing_keys(session: Session, passphrase: bytes) -> tuple[SigningKey, int]:
+    """Retires every active key and makes a new one sealed with ``passphrase``, then
+    revokes every refresh token: the recovery when the old passphrase is lost. Returns
+    the new key and how many refresh tokens (sessions) were revoked."""
+    session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _KEY_CREATION_LOCK})
+    now = utcnow()
+    session.execute(
+        update(SigningKey).where(SigningKey.retired_at.is_(None)).values(retired_at=now)
+    )
+    ended = session.execute(
+        update(RefreshToken).where(RefreshToken.revoked_at.is_(None)).values(revoked_at=now)
+    ).rowcount
+    key = new_signing_key(passphrase)
+    session.add(key)
+    session.flush()
+    return key, ended
 
 
 def access_token_ttl() -> timedelta:
@@ -142,9 +197,12 @@ class TokenSigner:
 
     def _private_key(self, key: SigningKey) -> Any:
         if key.kid not in self._private_keys:
-            self._private_keys[key.kid] = serialization.load_pem_private_key(
-                key.private_key_pem.encode(), password=self._passphrase
-            )
+            try:
+                self._private_keys[key.kid] = serialization.load_pem_private_key(
+                    key.private_key_pem.encode(), password=self._passphrase
+                )
+            except ValueError:
+                raise SealedKeysUnreadable([key.kid]) from None
         return self._private_keys[key.kid]
 
     def access_token(

@@ -34,6 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from common.backoff import backoff_delay
 from common.events import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class Mirror:
     def backoff(self, attempt: int) -> float:
         """Full jitter: a random delay up to the exponential bound, so many bridges
         throttled at once do not all come back at the same moment."""
-        return self.jitter() * min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return backoff_delay(attempt, base=self.base_delay, cap=self.max_delay, rand=self.jitter)
 
     def send(self, items: Iterable[Item]) -> list[Outcome]:
         """Outcomes in the order of ``items``: each accepted or parked with a reason."""

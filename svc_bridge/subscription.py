@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import sessionmaker
 
 from common import deadletters
+from common.backoff import backoff_delay
 from common.config import SERVICE_PACKAGES
 from common.db import utcnow
 from svc_bridge.mirror import MAX_ENTRIES, EventBridgeUnavailable, Item, Mirror, Outcome
@@ -139,7 +140,7 @@ class EventMirror(DependencyProvider):
                 # Broker away: whatever was buffered is unacknowledged and comes back.
                 self._buffer.clear()
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = backoff_delay(failures, base=0.5, cap=30.0)
                 log.warning("bridge consumer failed; reconnecting in %.1fs", delay, exc_info=True)
                 self._sleep_while_running(delay)
 
@@ -192,7 +193,9 @@ class EventMirror(DependencyProvider):
                 done = {id(outcome.key) for outcome in error.settled}
                 items = [item for item in items if id(item.key) not in done]
                 failures += 1
-                delay = min(UNAVAILABLE_BACKOFF[1], UNAVAILABLE_BACKOFF[0] * 2 ** (failures - 1))
+                delay = backoff_delay(
+                    failures, base=UNAVAILABLE_BACKOFF[0], cap=UNAVAILABLE_BACKOFF[1]
+                )
                 log.error(
                     "EventBridge unavailable; %d event(s) held, trying again in %.1fs: %s",
                     len(items),

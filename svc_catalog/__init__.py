@@ -1,1 +1,1 @@
-"""Books, categories and (later) inventory (nameko service ``catalog``)."""
+"""Books, categories, reviews and inventory (nameko service ``catalog``)."""

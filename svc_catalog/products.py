@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common import schemas
+from common.books import BOOK_FILTERS, author_key, check_book_filters
 from common.db import isoformat, new_id, parse_id, utcnow
 from common.errors import Conflict, InvalidParameter, NotFound, PreconditionFailed
-from common.money import MAX_AMOUNT, money, validate_currency
+from common.money import money, validate_currency
 from common.pagination import cursor_id, decode_cursor, encode_cursor, page, validate_limit
-from common.schemas import find_nul
 from svc_catalog import domain
 from svc_catalog.categories import category_and_descendants, require_category
 from svc_catalog.models import Product, outbox
@@ -36,7 +36,7 @@ SORTS: dict[str, tuple[Any, bool]] = {
     "created_at": (Product.created_at, False),
     "-created_at": (Product.created_at, True),
 }
-FILTERS = frozenset({"category_id", "author", "price_min", "price_max"})
+FILTERS = frozenset({"category_id", "author", "price_min", "price_max"}) & BOOK_FILTERS
 # Fields that change with every write, whatever was written.
 VERSION_FIELDS = frozenset({"version", "updated_at"})
 
@@ -69,7 +69,7 @@ def product_fields(session: Session, book: dict[str, Any]) -> dict[str, Any]:
         "isbn13": domain.normalize_isbn13(book["isbn13"]),
         "title": domain.clean_text(book["title"], "title"),
         "authors": (authors := domain.clean_authors(book["authors"])),
-        "author_keys": [domain.author_key(author) for author in authors],
+        "author_keys": [author_key(author) for author in authors],
         "description": book.get("description"),
         "category_id": category_id,
         "price_amount": book["price"]["amount"],
@@ -147,7 +147,7 @@ def list_products(
     limit = validate_limit(limit)
     if sort not in SORTS:
         raise InvalidParameter(f"sort: must be one of {', '.join(SORTS)}.", {"parameter": "sort"})
-    filters = _checked_filters(filters or {})
+    filters = check_book_filters(filters, FILTERS)
     column, descending = SORTS[sort]
     query = _filtered(session, select(Product).where(Product.deleted_at.is_(None)), filters)
     query_identity = {"filters": filters, "sort": sort}
@@ -166,33 +166,6 @@ def list_products(
             [_cursor_encode(getattr(last, column.key)), str(last.id)], query_identity
         )
     return page([product_to_dict(product) for product in items], next_cursor)
-
-
-def _checked_filters(filters: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(filters) - FILTERS
-    if unknown:
-        raise InvalidParameter(
-            f"Unknown filter(s): {', '.join(sorted(unknown))}.", {"filters": sorted(unknown)}
-        )
-    if (field := find_nul(filters)) is not None:
-        raise InvalidParameter(f"{field}: must not contain NUL characters.", {"parameter": field})
-    for bound in ("price_min", "price_max"):
-        value = filters.get(bound)
-        if value is not None and not (type(value) is int and 0 <= value <= MAX_AMOUNT):
-            raise InvalidParameter(
-                f"{bound}: must be a whole number from 0 to {MAX_AMOUNT}.", {"parameter": bound}
-            )
-    low, high = filters.get("price_min"), filters.get("price_max")
-    if low is not None and high is not None and low > high:
-        raise InvalidParameter("price_min is above price_max.", {"parameter": "price_min"})
-    if "category_id" in filters:
-        try:
-            filters = {**filters, "category_id": str(uuid.UUID(str(filters["category_id"])))}
-        except ValueError:
-            raise InvalidParameter("category: not a UUID.", {"parameter": "category"}) from None
-    if "author" in filters:
-        filters = {**filters, "author": domain.author_key(str(filters["author"]))}
-    return filters
 
 
 def _filtered(session: Session, query: Select, filters: dict[str, Any]) -> Select:

@@ -21,10 +21,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from common.db import utcnow
+from common.books import author_key, isbn13_check_digit
+from common.db import analyze, utcnow
 from svc_catalog.categories import category_to_dict
-from svc_catalog.domain import author_key, isbn13_check_digit
-from svc_catalog.models import Category, Product, outbox
+from svc_catalog.models import CatalogOutboxMessage, Category, Product, StockLevel, outbox
 from svc_catalog.products import product_to_dict
 
 NAMESPACE = uuid.UUID("6f1d2a52-8c0e-4d4e-9f3c-2b7f1f0c9a11")
@@ -222,6 +222,10 @@ def seed_catalog(
             added += len(inserted)
             bar.update(len(numbers))
     seed_stock(session)
+    # Statistics for what was loaded (docs/decisions/0092).
+    analyze(session, Category.__tablename__, Product.__tablename__, StockLevel.__tablename__)
+    if with_events:
+        analyze(session, CatalogOutboxMessage.__tablename__)
     session.commit()
     return added
 

@@ -179,9 +179,19 @@ Resolver = Callable[[str], list[str]]
 
 
 def private_webhooks_allowed(config: dict[str, Any]) -> bool:
-    """``NOTIFY_WEBHOOK_ALLOW_PRIVATE``: false unless set (development and tests set it,
-    their receivers listen on loopback)."""
-    value = config.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE", False)
+    """``NOTIFY_WEBHOOK_ALLOW_PRIVATE``: false unless set (the tests set it, their
+    receivers listen on loopback)."""
+    return _flag(config, "NOTIFY_WEBHOOK_ALLOW_PRIVATE")
+
+
+def loopback_webhooks_allowed(config: dict[str, Any]) -> bool:
+    """``NOTIFY_WEBHOOK_ALLOW_LOOPBACK``: false unless set (``bin/run
+    --allow-loopback-webhooks``, for a receiver under development on the same machine)."""
+    return _flag(config, "NOTIFY_WEBHOOK_ALLOW_LOOPBACK")
+
+
+def _flag(config: dict[str, Any], name: str) -> bool:
+    value = config.get(name, False)
     return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -193,12 +203,14 @@ def resolve_host(host: str) -> list[str]:
         return []
 
 
-def refused_destination(url: str, resolve: Resolver = resolve_host) -> str | None:
+def refused_destination(
+    url: str, resolve: Resolver = resolve_host, *, allow_loopback: bool = False
+) -> str | None:
     """Why a webhook may not be sent to ``url``, or None. Webhooks go to the internet:
     an address on loopback, a private network, link-local (cloud metadata services at
     169.254.169.254) or any other non-public range would let whoever registers an
     endpoint make this service call inside our network (SSRF). Every address the name
-    resolves to must be public."""
+    resolves to must be public (or, with ``allow_loopback``, on this machine)."""
     host = urlsplit(url).hostname
     if not host:
         return "the URL has no host"
@@ -206,7 +218,10 @@ def refused_destination(url: str, resolve: Resolver = resolve_host) -> str | Non
     if not addresses:
         return f"{host} does not resolve"
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if allow_loopback and ip.is_loopback:
+            continue
+        if not ip.is_global:
             return f"{host} resolves to {address}, which is not a public address"
     return None
 
@@ -217,11 +232,15 @@ class WebhookPoster:
     session: requests.Session
     #: Private, loopback and link-local destinations allowed (development and tests).
     allow_private: bool = False
+    #: Loopback destinations (only) allowed: a receiver on this machine (bin/run).
+    allow_loopback: bool = False
     resolve: Resolver = resolve_host
 
     def refusal(self, url: str) -> str | None:
         """Why ``url`` may not receive webhooks here, or None (:func:`refused_destination`)."""
-        return None if self.allow_private else refused_destination(url, self.resolve)
+        if self.allow_private:
+            return None
+        return refused_destination(url, self.resolve, allow_loopback=self.allow_loopback)
 
     def post(self, url: str, secret: str, body: str, headers: dict[str, str]) -> int:
         """POSTs ``body`` signed; returns the 2xx status or raises :class:`WebhookFailed`."""

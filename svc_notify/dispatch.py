@@ -29,6 +29,7 @@ from nameko_sqlalchemy.database import DB_URIS_KEY
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.backoff import backoff_delay
 from common.db import utcnow
 from svc_notify import channels
 from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
@@ -49,8 +50,9 @@ class RetryPolicy:
         """Exponential backoff with "equal jitter": at least half the bound, so delays
         still grow, and a random rest, so endpoints that failed together are not all
         called again at the same moment."""
-        bound = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
-        return bound / 2 + rand() * bound / 2
+        return backoff_delay(
+            attempt, base=self.base_seconds, cap=self.max_seconds, jitter="equal", rand=rand
+        )
 
 
 @dataclass
@@ -205,6 +207,7 @@ class Dispatcher(DependencyProvider):
                 float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)),
                 _http_session(),
                 allow_private=channels.private_webhooks_allowed(config),
+                allow_loopback=channels.loopback_webhooks_allowed(config),
             ),
         )
         self.sms_templates = {path.stem for path in self.senders.renderer.directory.glob("*.sms")}
@@ -249,7 +252,7 @@ class Dispatcher(DependencyProvider):
                 # The database is away: deliveries wait in it; try again later.
                 failures += 1
                 log.warning("dispatcher failed", exc_info=True)
-                eventlet.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                eventlet.sleep(backoff_delay(failures, base=0.5, cap=30.0))
                 continue
             if not sent:
                 with contextlib.suppress(eventlet.queue.Empty):

@@ -13,15 +13,15 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from common.money import MINOR_UNIT_DIGITS
+from common.money import digits
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def format_money(value: dict[str, Any]) -> str:
     """``{"amount": 4000, "currency": "EUR"}`` as ``40.00 EUR``."""
-    digits = MINOR_UNIT_DIGITS.get(value["currency"], 2)
-    return f"{value['amount'] / 10**digits:.{digits}f} {value['currency']}"
+    places = digits(value["currency"])
+    return f"{value['amount'] / 10**places:.{places}f} {value['currency']}"
 
 
 class Renderer:

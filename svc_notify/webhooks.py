@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from common import schemas
 from common.db import isoformat, parse_id, utcnow
-from common.errors import Conflict, InvalidInput, InvalidParameter, NotFound
-from common.pagination import newest_first
+from common.errors import Conflict, InvalidInput, NotFound
+from common.pagination import Filter, filtered, newest_first
 from svc_notify.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from svc_notify.notifications import WEBHOOK_EVENT_TYPES
 
@@ -126,10 +126,15 @@ def delivery_to_dict(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def _choice(value: str | None, allowed: tuple[str, ...], name: str) -> str | None:
-    if value is not None and value not in allowed:
-        raise InvalidParameter(f"{name}: one of {', '.join(allowed)}.", {"parameter": name})
-    return value
+DELIVERY_FILTERS = {
+    "status": Filter(lambda status: Delivery.status == status, allowed=DELIVERY_STATUSES),
+}
+ATTEMPT_FILTERS = {
+    "user_id": Filter(lambda user_id: Delivery.user_id == parse_id(user_id, "user_id")),
+    "channel": Filter(lambda channel: Delivery.channel == channel, allowed=CHANNELS),
+    "outcome": Filter(lambda outcome: DeliveryAttempt.outcome == outcome, allowed=ATTEMPT_OUTCOMES),
+    "event_id": Filter(lambda event_id: Delivery.event_id == parse_id(event_id, "event_id")),
+}
 
 
 def list_deliveries(
@@ -143,11 +148,12 @@ def list_deliveries(
     endpoint = session.get(WebhookEndpoint, parse_id(endpoint_id, "endpoint_id"))
     if endpoint is None:
         raise NotFound("No such webhook endpoint.", {"endpoint_id": endpoint_id})
-    query = select(Delivery).where(Delivery.endpoint_id == endpoint.id)
-    filters: dict[str, Any] = {"endpoint_id": endpoint_id}
-    if _choice(status, DELIVERY_STATUSES, "status"):
-        query = query.where(Delivery.status == status)
-        filters["status"] = status
+    query, filters = filtered(
+        select(Delivery).where(Delivery.endpoint_id == endpoint.id),
+        {"status": status},
+        DELIVERY_FILTERS,
+    )
+    filters["endpoint_id"] = endpoint_id
     return newest_first(
         session,
         query,
@@ -218,20 +224,11 @@ def list_attempts(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """The audit log: every try of every notification and webhook call, newest first."""
-    query = select(DeliveryAttempt).join(DeliveryAttempt.delivery)
-    filters: dict[str, Any] = {}
-    if user_id is not None:
-        query = query.where(Delivery.user_id == parse_id(user_id, "user_id"))
-        filters["user_id"] = user_id
-    if _choice(channel, CHANNELS, "channel"):
-        query = query.where(Delivery.channel == channel)
-        filters["channel"] = channel
-    if _choice(outcome, ATTEMPT_OUTCOMES, "outcome"):
-        query = query.where(DeliveryAttempt.outcome == outcome)
-        filters["outcome"] = outcome
-    if event_id is not None:
-        query = query.where(Delivery.event_id == parse_id(event_id, "event_id"))
-        filters["event_id"] = event_id
+    query, filters = filtered(
+        select(DeliveryAttempt).join(DeliveryAttempt.delivery),
+        {"user_id": user_id, "channel": channel, "outcome": outcome, "event_id": event_id},
+        ATTEMPT_FILTERS,
+    )
     return newest_first(
         session,
         query,

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from common.config import env_int
 from common.db import isoformat, parse_id, utcnow
-from common.errors import InvalidParameter, NotFound
+from common.errors import NotFound
 from common.money import money
-from common.pagination import newest_first
+from common.pagination import Filter, filtered, newest_first
 from svc_order import domain
 from svc_order.models import Order, OrderItem, OrderStatusChange, outbox
 
@@ -203,6 +203,12 @@ def has_bought(session: Session, user_id: str, product_id: str) -> bool:
     )
 
 
+ORDER_FILTERS = {
+    "user_id": Filter(lambda user_id: Order.user_id == parse_id(user_id, "user_id")),
+    "status": Filter(lambda status: Order.status == status, allowed=STATUSES),
+}
+
+
 def list_orders(
     session: Session,
     *,
@@ -212,16 +218,7 @@ def list_orders(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Newest first; ``user_id`` restricts to one customer's (what customers get)."""
-    query = select(Order)
-    filters: dict[str, Any] = {}
-    if user_id is not None:
-        filters["user_id"] = user_id
-        query = query.where(Order.user_id == parse_id(user_id, "user_id"))
-    if status is not None:
-        if status not in STATUSES:
-            raise InvalidParameter(f"status: unknown status {status!r}.", {"parameter": "status"})
-        filters["status"] = status
-        query = query.where(Order.status == status)
+    query, filters = filtered(select(Order), {"user_id": user_id, "status": status}, ORDER_FILTERS)
     return newest_first(
         session,
         query,

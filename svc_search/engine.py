@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from common.circuit import CLOSED, CircuitBreaker
 from svc_search.backends import postgres
-from svc_search.backends.breaker import CLOSED, CircuitBreaker
 from svc_search.backends.elastic import BULK_SIZE, ElasticBackend, ElasticUnavailable, make_client
 from svc_search.query import SearchQuery
 
@@ -46,7 +46,7 @@ class SearchEngine:
             raise ValueError("SEARCH_BACKEND=elasticsearch needs SEARCH_ELASTICSEARCH_URL")
         self.backend = backend
         self.elastic = elastic if backend == "elasticsearch" else None
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker("elasticsearch", failure_threshold=3)
         self.exact_limit = exact_limit
         self._index_ready = False
 
@@ -61,8 +61,9 @@ class SearchEngine:
                 client, str(config.get("SEARCH_ELASTICSEARCH_INDEX") or "bookstore-products")
             )
         breaker = CircuitBreaker(
-            int(config.get("SEARCH_BREAKER_FAILURES") or 3),
-            float(config.get("SEARCH_BREAKER_RESET_SECONDS") or 30),
+            "elasticsearch",
+            failure_threshold=int(config.get("SEARCH_BREAKER_FAILURES") or 3),
+            reset_after=float(config.get("SEARCH_BREAKER_RESET_SECONDS") or 30),
         )
         exact_limit = int(config.get("SEARCH_EXACT_LIMIT") or postgres.EXACT_LIMIT)
         return cls(backend, elastic=elastic, breaker=breaker, exact_limit=exact_limit)

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from common.books import author_key
 from common.db import isoformat
-from svc_catalog.domain import author_key
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 #: Columns a document is written with (the generated ones, in_stock and search_vector,

@@ -17,16 +17,15 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from common.books import BOOK_FILTERS, check_book_filters, isbn13_in
 from common.errors import InvalidParameter
-from common.money import MAX_AMOUNT
 from common.pagination import decode_cursor, encode_cursor, validate_limit
-from svc_catalog.domain import author_key
 
 #: Longer queries are cut (not refused): a pasted paragraph still finds something.
 MAX_QUERY_CHARS = 200
 MAX_QUERY_WORDS = 16
 SORTS = ("relevance", "price", "-price", "newest", "rating")
-FILTERS = frozenset({"category_id", "author", "price_min", "price_max", "rating_min", "in_stock"})
+FILTERS = BOOK_FILTERS
 #: Price facet buckets in minor units: [from, to) with ``None`` open-ended.
 PRICE_BUCKETS: tuple[tuple[int, int | None], ...] = (
     (0, 1000),
@@ -40,7 +39,6 @@ RATING_STEPS = (4, 3, 2, 1)
 AUTHOR_FACET_SIZE = 10
 SUGGEST_LIMIT_MAX = 20
 
-_ISBN_CHARS = re.compile(r"^[0-9Xx][0-9Xx \-]{8,20}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -80,62 +78,6 @@ def clean_text(raw: str | None) -> str:
     return " ".join(words)[:MAX_QUERY_CHARS].strip()
 
 
-def isbn13_of(text: str) -> str | None:
-    """The ISBN-13 the text spells (ISBN-10s are converted), or None."""
-    if not _ISBN_CHARS.match(text):
-        return None
-    digits = re.sub(r"[ \-]", "", text).upper()
-    if len(digits) == 10 and digits[:9].isdigit():
-        body = "978" + digits[:9]
-    elif len(digits) == 13 and digits.isdigit() and digits.startswith(("978", "979")):
-        body = digits[:12]
-    else:
-        return None
-    total = sum(int(digit) * (3 if index % 2 else 1) for index, digit in enumerate(body))
-    return body + str((10 - total % 10) % 10)
-
-
-def check_filters(filters: dict[str, Any] | None) -> dict[str, Any]:
-    filters = {name: value for name, value in (filters or {}).items() if value is not None}
-    unknown = set(filters) - FILTERS
-    if unknown:
-        raise InvalidParameter(
-            f"Unknown filter(s): {', '.join(sorted(unknown))}.", {"filters": sorted(unknown)}
-        )
-    checked: dict[str, Any] = {}
-    for bound in ("price_min", "price_max"):
-        if bound in filters:
-            value = filters[bound]
-            if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
-                raise InvalidParameter(
-                    f"{bound}: must be a whole number from 0 to {MAX_AMOUNT}.",
-                    {"parameter": bound},
-                )
-            checked[bound] = value
-    if checked.get("price_min", 0) > checked.get("price_max", MAX_AMOUNT):
-        raise InvalidParameter("price_min is above price_max.", {"parameter": "price_min"})
-    if "rating_min" in filters:
-        value = filters["rating_min"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 5:
-            raise InvalidParameter("rating_min: must be from 1 to 5.", {"parameter": "rating_min"})
-        checked["rating_min"] = float(value)
-    if "in_stock" in filters:
-        if not isinstance(filters["in_stock"], bool):
-            raise InvalidParameter("in_stock: must be true or false.", {"parameter": "in_stock"})
-        checked["in_stock"] = filters["in_stock"]
-    if "category_id" in filters:
-        try:
-            checked["category_id"] = str(uuid.UUID(str(filters["category_id"])))
-        except ValueError:
-            raise InvalidParameter("category: not a UUID.", {"parameter": "category"}) from None
-    if "author" in filters:
-        author = filters["author"]
-        if not isinstance(author, str) or not author.strip() or "\x00" in author:
-            raise InvalidParameter("author: must be a name.", {"parameter": "author"})
-        checked["author"] = author_key(author)[:200]
-    return checked
-
-
 def parse_search(
     q: str | None,
     filters: dict[str, Any] | None = None,
@@ -148,7 +90,7 @@ def parse_search(
     if sort not in SORTS:
         raise InvalidParameter(f"sort: must be one of {', '.join(SORTS)}.", {"parameter": "sort"})
     limit = validate_limit(limit)
-    checked = check_filters(filters)
+    checked = check_book_filters(filters, FILTERS)
     query = SearchQuery(
         text=text,
         filters=checked,
@@ -156,7 +98,7 @@ def parse_search(
         limit=limit,
         after=None,
         with_facets=not cursor,
-        isbn13=isbn13_of(text),
+        isbn13=isbn13_in(text),
     )
     if cursor:
         position = decode_cursor(cursor, query.identity(), arity=len(position_fields(sort)))

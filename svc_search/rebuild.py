@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from psycopg2.extras import execute_values
 from sqlalchemy import Connection, Engine, text
 
-from common.db import utcnow
+from common.db import analyze, utcnow
 from svc_search.backends.elastic import BULK_SIZE, ElasticBackend
 from svc_search.indexing import DOCUMENT_COLUMNS, Category, document_values
 from svc_search.models import DOCUMENTS_TABLE, TERMS_TABLE
@@ -84,8 +84,7 @@ def rebuild_index(
             _fill_terms(connection)
             # Statistics before queries see the table: without them the planner guesses
             # (generic selectivity for every word) until autovacuum gets round to it.
-            connection.execute(text(f"ANALYZE {DOCUMENTS_TABLE}{BUILD_SUFFIX}"))
-            connection.execute(text(f"ANALYZE {TERMS_TABLE}{BUILD_SUFFIX}"))
+            analyze(connection, f"{DOCUMENTS_TABLE}{BUILD_SUFFIX}", f"{TERMS_TABLE}{BUILD_SUFFIX}")
         with engine.begin() as connection:
             carried = _swap(connection, started_at)
         if elastic is not None:

@@ -2,9 +2,10 @@
 
 Everything the suite starts is isolated from a developer's running ``bin/run``: its own
 RabbitMQ virtual host (so RPC queues and event exchanges are separate) and its own
-databases (``bookstore_test_<service>``, recreated and migrated at the start of a run).
-``BOOKSTORE_TEST_NAMESPACE`` (default ``test``) names both, so two checkouts can run their
-suites side by side on one machine.
+databases (``bookstore_<namespace>_<service>``, recreated and migrated at the start of a run).
+``BOOKSTORE_TEST_NAMESPACE`` names both; by default it is ``test_`` and a short hash of
+the checkout's path, so two checkouts (git worktrees, say) run their suites side by side
+on one machine without dropping each other's vhost and databases.
 Between tests, :meth:`Platform.reset_data` empties every table except the signing keys
 and re-creates the administrator, so each test starts from the same state without paying
 for a restart.
@@ -12,6 +13,7 @@ for a restart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -44,7 +46,11 @@ from ops.processes import ManagedProcess, gateway_process, service_process, wait
 from svc_auth import passwords, roles
 from tests import outside
 
-NAMESPACE = os.environ.get("BOOKSTORE_TEST_NAMESPACE", "test")
+NAMESPACE = (
+    os.environ.get("BOOKSTORE_TEST_NAMESPACE")
+    or "test_"
+    + hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:6]
+)
 VHOST = f"bookstore-{NAMESPACE}"
 # Tables that survive reset_data: the migration state, and auth's signing keys (the
 # gateway caches the public keys; new ones every test would only slow the suite down).

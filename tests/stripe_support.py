@@ -89,6 +89,8 @@ class StripeProxy:
         self._lock = threading.Lock()
         self._delay_next: float = 0.0
         self.forwarded: list[str] = []
+        #: The Idempotency-Key of every request that reached the proxy, answered or not.
+        self.attempted_keys: list[str | None] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,6 +124,7 @@ class StripeProxy:
     ) -> tuple[int, bytes]:
         cache_key = (method, path.split("?")[0], key) if key else None
         with self._lock:
+            self.attempted_keys.append(key)
             if cache_key and cache_key in self._answers:
                 return self._answers[cache_key]
         forward_headers = {

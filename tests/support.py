@@ -12,9 +12,9 @@ from typing import Any
 
 import requests
 
+from common.books import isbn13_check_digit
 from common.config import REPO_ROOT
 from common.pagination import MAX_LIMIT
-from svc_catalog.domain import isbn13_check_digit
 from tests.harness import Platform
 
 PROBLEM_JSON = "application/problem+json"
@@ -172,7 +172,7 @@ def age_current_signing_key(platform: Platform) -> None:
         )
 
 
-def nameko_shell(platform: Platform, commands: str) -> str:
+def nameko_shell(platform: Platform, commands: str, **env: str) -> str:
     """Feeds ``commands`` to a real ``nameko shell`` started the way docs/operations.md
     says (``--config ops/shell.yaml``, the broker from ``AMQP_URI``), as an operator
     types them; returns what it printed. The shell stops at the first command that
@@ -180,7 +180,7 @@ def nameko_shell(platform: Platform, commands: str) -> str:
     completed = subprocess.run(
         [sys.executable, "-m", "ops.nameko_cli", "shell", "--config", str(SHELL_CONFIG)],
         input=commands,
-        env={**os.environ, "AMQP_URI": platform.amqp_uri},
+        env={**os.environ, "AMQP_URI": platform.amqp_uri, **env},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

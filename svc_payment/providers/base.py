@@ -1,4 +1,4 @@
-"""What the payment service needs from a payment provider (the mock, later Stripe).
+"""What the payment service needs from a payment provider (the built-in mock, or Stripe).
 
 The service owns the rules (one payment per order, expiry, events, the attempt log); a
 provider only talks to the card network. So a provider is small: authorize an amount

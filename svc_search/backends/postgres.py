@@ -30,9 +30,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from common.books import author_key
 from common.db import isoformat
 from common.money import money
-from svc_catalog.domain import author_key
 from svc_search.query import (
     AUTHOR_FACET_SIZE,
     PRICE_BUCKETS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import helm_python
+import jsonschema
 import kubernetes_validate
 import yaml
 
@@ -15,6 +16,41 @@ CHART = REPO_ROOT / "charts" / "bookstore"
 KUBERNETES_VERSION = "1.33.0"
 RELEASE = "shop"
 
+# prometheus-operator's ServiceMonitor is a custom resource kubernetes-validate has no
+# schema for: the fields the chart uses, as the operator's CRD (monitoring.coreos.com/v1)
+# defines them, strictly (an unknown field is an error).
+_SERVICE_MONITOR = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": {"type": "object"}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+CUSTOM_RESOURCE_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): _SERVICE_MONITOR}
+
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
     """Every object of a fresh install with these values (hooks included)."""
@@ -24,6 +60,10 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
         document for text in manifests.values() for document in yaml.safe_load_all(text) if document
     ]
     for document in objects:
+        custom = CUSTOM_RESOURCE_SCHEMAS.get((document["apiVersion"], document["kind"]))
+        if custom is not None:
+            jsonschema.validate(document, custom)
+            continue
         # strict: an unknown field (a typo, a field in the wrong place) is an error too
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
     return objects

@@ -107,3 +107,28 @@ def test_the_validator_rejects_what_ecs_would():
         validate_parameters(broken, INPUT_SHAPE)
     assert "cpu" in str(error.value)
     assert "intervall" in str(error.value)
+
+
+def test_production_task_definitions_take_real_payments_only():
+    description = ecs.load_description()
+    environments = {
+        name: {entry["name"]: entry["value"] for entry in _container(definition)["environment"]}
+        for name, definition in CHECKED_IN.items()
+    }
+    assert environments["payment"]["BOOKSTORE_ENVIRONMENT"] == "production"
+    assert environments["payment"]["PAYMENT_PROVIDER"] == "stripe"
+    stripe_keys = {"STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"}
+    for name, definition in CHECKED_IN.items():
+        secrets = {secret["name"] for secret in _container(definition)["secrets"]}
+        assert secrets & stripe_keys == (stripe_keys if name == "payment" else set()), name
+    description["environment"]["PAYMENT_PROVIDER"] = "mock"
+    with pytest.raises(ValueError, match="PAYMENT_PROVIDER=mock takes no real payments"):
+        ecs.task_definitions(description)
+    description["environment"]["BOOKSTORE_ENVIRONMENT"] = "staging"
+    assert ecs.task_definitions(description)["payment"]
+
+
+def test_only_the_search_task_runs_the_image_with_the_ml_stack():
+    images = {name: _container(definition)["image"] for name, definition in CHECKED_IN.items()}
+    assert images.pop("search").endswith("/bookstore-search:0.1.0")
+    assert {image.rsplit("/", 1)[1] for image in images.values()} == {"bookstore:0.1.0"}

@@ -265,7 +265,12 @@ def test_the_order_service_killed_mid_checkout_converges(api):
     assert len(authorized) == (1 if order["status"] == "PAID" else 0)
     # The customer's retry gets the settled outcome, not a second order.
     retry = checkout(api, token, address_id, key=key)
-    assert retry.status_code in (201, 409)
+    assert retry.status_code in (201, 409)  # the stored answer, or "that key is in use"
+    if retry.status_code == 201:
+        assert retry.json()["id"] == order["id"]
+    assert [placed["id"] for placed in api.get("/orders", token=token).json()["items"]] == [
+        order["id"]
+    ]
 
 
 def _ping(api):

@@ -1,4 +1,5 @@
-"""Swagger UI and the spec are served; `bookstore run` starts and stops cleanly."""
+"""Swagger UI and the spec are served; `bookstore run` starts, restarts a service that
+dies, and stops cleanly."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import unquote
 
+import pytest
 import requests
 
 from common.config import SERVICE_PACKAGES
-from tests.harness import free_port
+from tests.harness import amqp_uri, free_port, rabbitmqctl
+from tests.support import eventually
 
 
 def test_spec_and_swagger_ui_are_served(api):
@@ -34,13 +38,30 @@ def test_spec_and_swagger_ui_are_served(api):
     assert len(bundle.content) > 100_000
 
 
-def test_run_command_starts_everything_and_ctrl_c_stops_it(platform, tmp_path):
+@pytest.fixture
+def run_vhost(platform):
+    """A RabbitMQ vhost of its own for ``bookstore run`` under test, so that only its
+    own services answer its gateway's pings (not the suite's platform)."""
+    vhost = f"{unquote(platform.amqp_uri.rsplit('/', 1)[1])}-run"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield amqp_uri(vhost)
+    with contextlib.suppress(subprocess.CalledProcessError):
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.mark.timeout(240)
+def test_run_command_starts_everything_restarts_what_dies_and_ctrl_c_stops_it(
+    platform, run_vhost, tmp_path
+):
     port = free_port()
     env = {
         **os.environ,
         **platform.env,
+        "AMQP_URI": run_vhost,
         "GATEWAY_PORT": str(port),
         "BOOKSTORE_ADMIN_PASSWORD": "an admin password for this test",
+        "NOTIFY_WEBHOOK_ALLOW_PRIVATE": "",  # bin/run's own default: the guard on
     }
     output = tmp_path / "run.log"
     with output.open("w") as log:
@@ -57,12 +78,27 @@ def test_run_command_starts_everything_and_ctrl_c_stops_it(platform, tmp_path):
             assert supervisor.poll() is None, output.read_text()
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.5)
+        assert "Webhooks    to public addresses only (--allow-loopback" in output.read_text()
         ready = requests.get(f"http://127.0.0.1:{port}/ready", timeout=10)
         assert ready.status_code == 200, ready.text
         children = subprocess.run(
             ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
         assert len(children) == len(SERVICE_PACKAGES) + 1, "every service and the gateway"
+
+        # A crashed service is started again, and the supervisor says so.
+        order = next(pid for pid in children if "svc_order.service" in _command_line(pid))
+        os.kill(int(order), signal.SIGKILL)
+        eventually(
+            lambda: _assert_in("order was killed by SIGKILL", output.read_text()), timeout=30
+        )
+        eventually(lambda: _assert_in("order restarted (pid", output.read_text()), timeout=30)
+        eventually(lambda: _assert_ready(f"http://127.0.0.1:{port}/ready"), timeout=60)
+        children = subprocess.run(
+            ["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) == len(SERVICE_PACKAGES) + 1, "the new order service among them"
+        assert order not in children
 
         supervisor.send_signal(signal.SIGINT)
         assert supervisor.wait(timeout=60) == 0
@@ -85,3 +121,17 @@ def test_run_command_starts_everything_and_ctrl_c_stops_it(platform, tmp_path):
                 os.kill(int(child), signal.SIGKILL)
         if supervisor.poll() is None:
             os.killpg(supervisor.pid, signal.SIGKILL)
+
+
+def _command_line(pid: str) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        return cmdline.read().replace(b"\0", b" ").decode()
+
+
+def _assert_in(part: str, text: str) -> None:
+    assert part in text, text
+
+
+def _assert_ready(url: str) -> None:
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text

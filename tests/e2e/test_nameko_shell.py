@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kombu import Exchange, Queue
+
 from tests.support import nameko_shell
 
 
@@ -31,3 +33,48 @@ def test_operator_changes_are_validated_like_rest_calls(api):
     assert "REFUSED" in output
     assert "isbn13" in output
     assert api.all_products() == []
+
+
+def test_the_shell_starts_with_typed_errors_and_lists_methods_with_docstrings(api):
+    output = nameko_shell(
+        api.platform,
+        # No import: the startup file (ops/shell_startup.py) has made errors typed.
+        "try:\n"
+        '    n.rpc.catalog.get_product("00000000-0000-0000-0000-000000000000")\n'
+        "except n.errors.NotFound as error:\n"
+        '    print("TYPED", type(error).__name__)\n'
+        "\n"
+        'print("DIR", "get_order" in dir(n.rpc.order), "order" in dir(n.rpc))\n'
+        'n.methods("order")\n',
+    )
+    assert "Bookstore operators' shell" in output
+    assert "calls time out after 30s" in output
+    assert "TYPED NotFound" in output
+    assert "DIR True True" in output
+    assert "n.rpc.order.get_order(order_id: str, user_id: str | None = None)" in output
+    assert "only if that customer placed it" in output, "the docstring"
+
+
+def test_a_call_to_a_stopped_service_times_out_and_says_what_to_check(api):
+    # A service that ran once and stopped leaves its queue: calls wait there unanswered.
+    with api.platform.broker() as connection:
+        exchange = Exchange("nameko-rpc", type="topic", durable=True)
+        queue = Queue("rpc-stopped", exchange, routing_key="stopped.*", auto_delete=False)
+        queue(connection.default_channel).declare()
+    try:
+        output = nameko_shell(
+            api.platform,
+            "try:\n"
+            "    n.rpc.stopped.anything()\n"
+            "except Exception as error:\n"
+            '    print("GAVE UP", type(error).__name__, error)\n'
+            "\n"
+            'print("STILL WORKS", n.rpc.catalog.ping()["status"])\n',
+            BOOKSTORE_SHELL_TIMEOUT="2",
+        )
+    finally:
+        with api.platform.broker() as connection:
+            queue(connection.default_channel).delete()
+    assert "GAVE UP ShellCallTimeout stopped.anything gave no answer within 2s" in output
+    assert "bookstore ping stopped" in output
+    assert "STILL WORKS ok" in output

@@ -89,15 +89,23 @@ def test_users_are_limited_separately_and_routes_by_group(api):
 
 def test_forged_tokens_do_not_spend_someone_elses_budget(api):
     _, token = api.platform.new_customer()
-    header, _, _ = token.partition(".")
+    # The victim's own header and claims (their `sub`), with a signature that is not the
+    # issuer's: if the limiter believed unverified claims, this would spend their budget.
+    header, claims, _ = token.split(".")
+    forged = f"{header}.{claims}.{'A' * 43}"
     with gateways(api) as (base,):
-        for _ in range(6):  # invalid tokens are counted against the sender's address
-            get(f"{base}/me", headers={"Authorization": f"Bearer {header}.forged.sig"})
-        victim_status = get(
+        forged_statuses = [
+            get(f"{base}/me", headers={"Authorization": f"Bearer {forged}"}).status_code
+            for _ in range(6)
+        ]
+        victim = get(
             f"{base}/me",
             headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "198.51.100.1"},
-        ).status_code
-    assert victim_status == 200
+        )
+    # Counted against the sender's address: refused with 401, then limited with 429.
+    assert forged_statuses == [401] * 5 + [429]
+    assert victim.status_code == 200
+    assert victim.headers["RateLimit-Remaining"] == "4"  # the victim's budget is whole
 
 
 def test_without_redis_requests_are_served_unlimited(api):

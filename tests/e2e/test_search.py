@@ -329,7 +329,7 @@ def test_elasticsearch_configured_but_unreachable_falls_back_to_postgres(api):
         assert ready.json()["checks"]["search"].startswith("degraded: elasticsearch unavailable")
         with platform.rpc() as rpc:
             status = rpc.search.index_status()
-        assert status["breaker"]["state"] in ("open", "half-open")
+        assert status["breaker"]["state"] in ("open", "half_open")
     finally:
         degraded.stop()
         original.start()

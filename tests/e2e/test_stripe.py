@@ -271,17 +271,19 @@ def test_an_unreachable_stripe_fails_fast_and_leaves_nothing_half_paid(api, worl
     target = world.proxy.target
     world.proxy.target = "http://127.0.0.1:9"  # Stripe unreachable
     try:
-        statuses, durations = [], []
+        statuses = []
+        attempted_before = len(world.proxy.attempted_keys)
         for _ in range(5):
             token, address = shopper(api)
             fill(api, token, book)
-            started = time.monotonic()
             response = checkout(api, token, address, payment_method="pm_card_visa")
-            durations.append(time.monotonic() - started)
             statuses.append(response.status_code)
         assert statuses == [503] * 5
         assert "unavailable" in response.json()["detail"]
-        assert durations[-1] < 1.5, "the open circuit answers at once"
+        # PAYMENT_BREAKER_FAILURES is 3: the fourth and fifth payments are refused by the
+        # open circuit without trying Stripe at all.
+        tried = {key for key in world.proxy.attempted_keys[attempted_before:] if key}
+        assert 1 <= len(tried) <= 3, tried
     finally:
         world.proxy.target = target
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from common import schemas
 from svc_catalog import seed
 from svc_catalog.models import CatalogOutboxMessage, Category, Product
 from svc_catalog.products import product_to_dict
+from tests.support import eventually
 
 
 def count(session, model, *where):
@@ -71,3 +72,25 @@ def test_seed_command(catalog_db, platform, monkeypatch, capsys):
         )
         == 0
     )
+
+
+def _last_analyzed(session, table: str):
+    # Manual ANALYZE only (autovacuum's is last_autoanalyze): what the seed did.
+    return session.scalar(
+        text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = :table"),
+        {"table": table},
+    )
+
+
+def test_seeding_leaves_statistics_behind(catalog_db):
+    before = {table: _last_analyzed(catalog_db, table) for table in ("products", "stock_levels")}
+    catalog_db.commit()
+    seed.seed_catalog(catalog_db, books=20, progress=False)
+
+    def analysed() -> None:
+        catalog_db.commit()  # a new snapshot of the statistics views
+        for table, previous in before.items():
+            after = _last_analyzed(catalog_db, table)
+            assert after is not None and (previous is None or after > previous), table
+
+    eventually(analysed, timeout=10)

@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.errors import InvalidInput
+from common import books
+from common.errors import InvalidInput, InvalidParameter
 from svc_catalog import domain
 
 
@@ -10,7 +11,7 @@ from svc_catalog import domain
     "raw", ["9780262033848", "978-0-262-03384-8", "978 0 262 03384 8", "9791032305690"]
 )
 def test_valid_isbn13_is_normalised_to_digits(raw):
-    assert domain.normalize_isbn13(raw) == raw.replace("-", "").replace(" ", "")
+    assert books.normalize_isbn13(raw) == raw.replace("-", "").replace(" ", "")
 
 
 @pytest.mark.parametrize(
@@ -26,15 +27,15 @@ def test_valid_isbn13_is_normalised_to_digits(raw):
 )
 def test_invalid_isbn13_is_refused_with_the_reason(raw, reason):
     with pytest.raises(InvalidInput) as refused:
-        domain.normalize_isbn13(raw)
+        books.normalize_isbn13(raw)
     assert reason in refused.value.detail
     assert refused.value.extensions == {"field": "isbn13"}
 
 
 def test_check_digit_matches_published_isbns():
     # Introduction to Algorithms, 3rd ed. and The Pragmatic Programmer, 20th anniv. ed.
-    assert domain.isbn13_check_digit("978026203384") == "8"
-    assert domain.isbn13_check_digit("978013595705") == "9"
+    assert books.isbn13_check_digit("978026203384") == "8"
+    assert books.isbn13_check_digit("978013595705") == "9"
 
 
 def test_clean_text_collapses_whitespace_and_refuses_blank():
@@ -50,7 +51,7 @@ def test_authors_listed_twice_in_different_case_are_refused():
 
 
 def test_author_key_ignores_case_and_spacing():
-    assert domain.author_key("  Ursula K.  Le Guin ") == domain.author_key("ursula k. le guin")
+    assert books.author_key("  Ursula K.  Le Guin ") == books.author_key("ursula k. le guin")
 
 
 def test_publication_year_may_be_next_year_but_not_later():
@@ -69,3 +70,28 @@ def test_merge_patch_follows_rfc_7396():
         "attributes": {"pages": 120, "format": "ebook"},
     }
     assert target["attributes"] == {"pages": 100, "language": "en"}, "target is not mutated"
+
+
+def test_author_keys_fit_the_stored_column():
+    assert len(books.author_key("A" * 500)) == books.AUTHOR_KEY_MAX_CHARS
+
+
+def test_catalog_and_search_check_filters_the_same_way():
+    catalog = frozenset({"category_id", "author", "price_min", "price_max"})
+    for offered in (catalog, books.BOOK_FILTERS):
+        assert books.check_book_filters(
+            {"author": "  Le  Guin", "price_min": 100, "price_max": None}, offered
+        ) == {"author": "le guin", "price_min": 100}
+        with pytest.raises(InvalidParameter, match="price_min is above price_max"):
+            books.check_book_filters({"price_min": 10, "price_max": 5}, offered)
+        with pytest.raises(InvalidParameter, match="author: must be a name"):
+            books.check_book_filters({"author": "x\x00"}, offered)
+        with pytest.raises(InvalidParameter, match="category: not a UUID"):
+            books.check_book_filters({"category_id": "nope"}, offered)
+
+
+def test_a_filter_the_caller_does_not_offer_is_refused_by_name():
+    catalog = frozenset({"category_id", "author", "price_min", "price_max"})
+    with pytest.raises(InvalidParameter, match="Unknown filter\\(s\\): rating_min") as refused:
+        books.check_book_filters({"rating_min": 4}, catalog)
+    assert refused.value.extensions == {"filters": ["rating_min"]}

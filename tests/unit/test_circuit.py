@@ -71,3 +71,26 @@ def test_half_open_lets_one_trial_through():
     clock.now = 22
     assert breaker.call(lambda: "back", is_failure=is_failure) == "back"
     assert breaker.state == CLOSED
+
+
+def test_the_breaker_opens_after_failures_and_lets_one_trial_through_later():
+    now = [0.0]
+    breaker = CircuitBreaker(
+        "elasticsearch", failure_threshold=3, reset_after=30, clock=lambda: now[0]
+    )
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure(ConnectionError("refused"))
+    assert breaker.state == CLOSED
+    assert breaker.allow()
+    breaker.record_failure(ConnectionError("refused"))
+    assert breaker.state == OPEN and not breaker.allow()
+    now[0] = 31
+    assert breaker.state == HALF_OPEN
+    assert breaker.allow() and not breaker.allow()  # one trial at a time
+    breaker.record_failure(TimeoutError("slow"))
+    assert breaker.state == OPEN and breaker.status()["last_error"] == "TimeoutError: slow"
+    now[0] = 62
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == CLOSED and breaker.status()["consecutive_failures"] == 0

@@ -7,12 +7,14 @@ from nameko.exceptions import RpcTimeout
 
 from common import deadletters
 from common.consumers import PoisonMessage, is_transient
-from common.errors import InvalidInput
+from common.errors import DependencyUnavailable, InvalidInput
 
 
 def test_transient_errors_are_the_ones_waiting_can_cure():
     assert is_transient(sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("gone")))
     assert is_transient(ConnectionResetError())
+    # another service slow or its circuit open: worth retrying, for every consumer
+    assert is_transient(DependencyUnavailable("catalog did not answer in time."))
     assert is_transient(RpcTimeout())
     lost = sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("x"), connection_invalidated=True)
     assert is_transient(lost)

@@ -1,13 +1,16 @@
 import uuid
 
 import pytest
+from sqlalchemy import column, select, table
 
 from common.errors import InvalidParameter
 from common.pagination import (
     MAX_LIMIT,
+    Filter,
     cursor_id,
     decode_cursor,
     encode_cursor,
+    filtered,
     page,
     validate_limit,
 )
@@ -55,3 +58,26 @@ def test_limit_bounds():
 
 def test_page_shape():
     assert page([1, 2], None) == {"items": [1, 2], "next_cursor": None}
+
+
+_accounts = table("accounts", column("email"), column("status"))
+_ACCOUNT_FILTERS = {
+    "email": Filter(lambda email: _accounts.c.email == email, normalize=str.casefold),
+    "status": Filter(lambda status: _accounts.c.status == status, allowed=("active", "closed")),
+}
+
+
+def test_filters_given_a_value_narrow_the_query_and_bind_the_cursor():
+    query, applied = filtered(
+        select(_accounts), {"email": "Ann@Example.org", "status": None}, _ACCOUNT_FILTERS
+    )
+    assert applied == {"email": "ann@example.org"}  # normalised; status not given
+    compiled = query.compile(compile_kwargs={"literal_binds": True})
+    assert "accounts.email = 'ann@example.org'" in str(compiled)
+    assert "status" not in str(compiled).split("WHERE")[1]
+
+
+def test_a_value_outside_the_allowed_ones_is_refused_by_name():
+    with pytest.raises(InvalidParameter, match="status: 'gone' is not one of active, closed") as e:
+        filtered(select(_accounts), {"status": "gone"}, _ACCOUNT_FILTERS)
+    assert e.value.extensions == {"parameter": "status"}

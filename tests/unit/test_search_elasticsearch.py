@@ -23,7 +23,6 @@ import pytest
 from elasticsearch import ApiError
 
 from common.pagination import decode_cursor
-from svc_search.backends.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from svc_search.backends.elastic import (
     MAPPINGS,
     SETTINGS,
@@ -382,24 +381,3 @@ def test_server_errors_and_unreachable_clusters_are_unavailable_client_errors_ar
     unreachable = ElasticBackend(make_client(f"http://127.0.0.1:{closed}", timeout=1), "books")
     with pytest.raises(ElasticUnavailable, match="unreachable"):
         unreachable.search(query)
-
-
-def test_the_breaker_opens_after_failures_and_lets_one_trial_through_later():
-    now = [0.0]
-    breaker = CircuitBreaker(failures=3, reset_seconds=30, clock=lambda: now[0])
-    for _ in range(2):
-        assert breaker.allow()
-        breaker.record_failure(ConnectionError("refused"))
-    assert breaker.state == CLOSED
-    assert breaker.allow()
-    breaker.record_failure(ConnectionError("refused"))
-    assert breaker.state == OPEN and not breaker.allow()
-    now[0] = 31
-    assert breaker.state == HALF_OPEN
-    assert breaker.allow() and not breaker.allow()  # one trial at a time
-    breaker.record_failure(TimeoutError("slow"))
-    assert breaker.state == OPEN and breaker.status()["last_error"] == "TimeoutError: slow"
-    now[0] = 62
-    assert breaker.allow()
-    breaker.record_success()
-    assert breaker.state == CLOSED and breaker.status()["consecutive_failures"] == 0

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.books import isbn13_in
 from common.errors import InvalidParameter
 from common.pagination import encode_cursor
 from svc_search.evaluate import evaluate, generate_interactions, leave_last_out
 from svc_search.indexing import Category, category_path, document_values, words_of
-from svc_search.query import MAX_QUERY_CHARS, clean_text, isbn13_of, parse_search
+from svc_search.query import MAX_QUERY_CHARS, clean_text, parse_search
 from svc_search.recommend import fit, recommend_indexes, train_if_due
 
 ID = "0b6c0f7e-5a43-4c1d-9a67-1f0a2b3c4d5e"
@@ -36,7 +37,7 @@ def test_text_is_normalised_and_bounded():
     ],
 )
 def test_isbns_are_recognised(text, isbn):
-    assert isbn13_of(text) == isbn
+    assert isbn13_in(text) == isbn
 
 
 @pytest.mark.parametrize(
