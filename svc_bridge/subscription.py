@@ -87,6 +87,10 @@ def source_service(message: Message, envelope: dict[str, Any]) -> str:
 class EventMirror(DependencyProvider):
     """One green thread per instance: consume, batch, mirror, acknowledge or park."""
 
+    #: Events held while EventBridge cannot be reached, and why (for ping).
+    held: int = 0
+    unavailable: str | None = None
+
     def setup(self) -> None:
         config = self.container.config
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
@@ -125,6 +129,17 @@ class EventMirror(DependencyProvider):
 
     def get_dependency(self, worker_ctx: WorkerContext) -> EventMirror:
         return self
+
+    def health(self) -> dict[str, Any]:
+        """For ``ping`` (and so ``/ready``): ``degraded`` while EventBridge cannot be
+        reached, with how many events are held (they stay in RabbitMQ meanwhile)."""
+        if self.unavailable is not None:
+            return {
+                "status": "degraded",
+                "detail": f"EventBridge unavailable, {self.held} event(s) held: {self.unavailable}",
+                "held": self.held,
+            }
+        return {"status": "ok", "held": 0}
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -186,11 +201,13 @@ class EventMirror(DependencyProvider):
         while items and self._running:
             try:
                 self._settle(self.mirror.send(items))
+                self.held, self.unavailable = 0, None
                 return
             except EventBridgeUnavailable as error:
                 self._settle(error.settled)
                 done = {id(outcome.key) for outcome in error.settled}
                 items = [item for item in items if id(item.key) not in done]
+                self.held, self.unavailable = len(items), str(error)[:200]
                 failures += 1
                 delay = min(UNAVAILABLE_BACKOFF[1], UNAVAILABLE_BACKOFF[0] * 2 ** (failures - 1))
                 log.error(
