@@ -141,6 +141,49 @@ def reset_signing_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def mail(args: argparse.Namespace) -> int:
+    """Lists the emails bin/run's mail catcher kept, or shows one (ops/mailcatcher.py)."""
+    from ops.mailcatcher import MAIL_DIR, caught
+
+    mails = caught(to=args.to)
+    if args.last or args.show:
+        chosen = mails[-1:] if args.last else [m for m in mails if m.number == args.show]
+        if not chosen:
+            print("error: no such email (bookstore mail lists them)", file=sys.stderr)
+            return 1
+        print(chosen[0].text())
+        return 0
+    if not mails:
+        print(f"no emails yet in {MAIL_DIR} (bin/run's mail catcher keeps them there)")
+    for caught_mail in mails:
+        print(caught_mail.summary())
+    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+    """Prints the events the bridge mirrored to (local) EventBridge as they arrive: a
+    rule on the bus copies each to a queue that this reads (ops/standins.py)."""
+    from ops import standins
+
+    state = standins.load_state()
+    if "mirror_queue" not in state:
+        print(
+            "error: no local EventBridge: bin/run starts one when AWS_ENDPOINT_URL is not set",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        while True:
+            for event in standins.mirrored_events(
+                state["mirror_queue"], state["aws_endpoint"], wait_seconds=args.wait
+            ):
+                print(standins.describe_event(event), flush=True)
+            if not args.follow:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ops.run import run_platform
 
@@ -426,6 +469,19 @@ def parser() -> argparse.ArgumentParser:
         "private addresses",
     )
     command.set_defaults(handler=run)
+
+    command = commands.add_parser("mail", help="list or show the emails bin/run caught")
+    command.add_argument("--to", metavar="ADDRESS", help="only emails to this address")
+    command.add_argument("--show", type=int, metavar="N", help="print email N of the list")
+    command.add_argument("--last", action="store_true", help="print the newest email")
+    command.set_defaults(handler=mail)
+
+    command = commands.add_parser(
+        "events", help="print the events mirrored to bin/run's local EventBridge"
+    )
+    command.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
+    command.add_argument("--wait", type=int, default=2, help="seconds per poll (default 2)")
+    command.set_defaults(handler=events)
 
     command = commands.add_parser("run-service", help="run one nameko service (containers)")
     command.add_argument("service", choices=list(SERVICE_PACKAGES))

@@ -8,15 +8,18 @@ import signal
 import sys
 import threading
 import time
+from email.utils import parseaddr
 from pathlib import Path
 from types import FrameType
 from urllib.parse import unquote
 
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, env_bool
-from ops import databases
+from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, env_bool, service_config
+from ops import databases, standins
 from ops.instance import INSTANCE_ENV, database_name
 from ops.processes import (
     ManagedProcess,
@@ -101,6 +104,13 @@ def run_platform(books: int, port: int, allow_loopback_webhooks: bool = False) -
     env = {"GATEWAY_PORT": str(port)}
     if allow_loopback_webhooks:
         env["NOTIFY_WEBHOOK_ALLOW_LOOPBACK"] = "true"
+    local_standins: list[ManagedProcess] = []
+    try:
+        _start_standins(env, local_standins)
+    except (RuntimeError, OSError, requests.RequestException, BotoCoreError, ClientError) as error:
+        print(f"error: the local stand-ins did not start: {error}", file=sys.stderr)
+        stop_in_order(local_standins, [])
+        return 1
     services = [service_process(service, LOG_DIR, env) for service in SERVICE_PACKAGES]
     gateway = gateway_process(LOG_DIR, env)
     processes: list[ManagedProcess] = [*services, gateway]
@@ -127,6 +137,7 @@ def run_platform(books: int, port: int, allow_loopback_webhooks: bool = False) -
             f"  Spec        {base_url}/openapi.json\n"
             f"  Admin       {admin_email} / {admin_password}\n"
             f"  Webhooks    {_webhook_guard(allow_loopback_webhooks)}\n"
+            f"{_standin_lines()}"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )
@@ -142,8 +153,53 @@ def run_platform(books: int, port: int, allow_loopback_webhooks: bool = False) -
     finally:
         print("Stopping...", flush=True)
         stop_in_order([gateway], services)
+        stop_in_order(local_standins, [])
         print("Stopped.")
     return exit_code
+
+
+def _start_standins(env: dict[str, str], started: list[ManagedProcess]) -> None:
+    """Local AWS and a mail catcher where the environment points nowhere else
+    (ops/standins.py), appended to ``started`` as they start; adds their addresses to
+    ``env``. Not supervised: a restarted moto would have forgotten the bus and the rule."""
+    state: dict[str, str] = {}
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        port = standins.free_port()
+        aws = standins.local_aws_process(port, LOG_DIR)
+        print("  starting a local AWS (moto: EventBridge, SES, SNS)...", flush=True)
+        aws.start()
+        started.append(aws)
+        endpoint = f"http://127.0.0.1:{port}"
+        standins.wait_for_local_aws(endpoint, aws)
+        sender = parseaddr(str(service_config("notify")["NOTIFY_EMAIL_FROM"]))[1]
+        state["mirror_queue"] = standins.prepare_local_aws(endpoint, sender)
+        state["aws_endpoint"] = endpoint
+        env.update(
+            {**standins.LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": endpoint},
+            BRIDGE_EVENT_BUS=standins.EVENT_BUS,
+        )
+    if not (os.environ.get("NOTIFY_SMTP_HOST") or os.environ.get("NOTIFY_SMTP_PORT")):
+        port = standins.free_port()
+        catcher = standins.mail_catcher_process(port, LOG_DIR)
+        print(f"  starting a mail catcher (smtp://127.0.0.1:{port})", flush=True)
+        catcher.start()
+        started.append(catcher)
+        env.update(NOTIFY_SMTP_HOST="127.0.0.1", NOTIFY_SMTP_PORT=str(port))
+        state["smtp"] = f"127.0.0.1:{port}"
+    standins.save_state(state)
+
+
+def _standin_lines() -> str:
+    state = standins.load_state()
+    lines = []
+    if "smtp" in state:
+        lines.append("  Mail        .venv/bin/bookstore mail   (every email sent, kept locally)\n")
+    if "mirror_queue" in state:
+        lines.append(
+            "  Events      .venv/bin/bookstore events --follow   (mirrored to EventBridge: "
+            "moto, locally)\n"
+        )
+    return "".join(lines)
 
 
 def _webhook_guard(allow_loopback: bool) -> str:

@@ -37,7 +37,7 @@ class BridgeService:
     def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
-        return {"service": self.name, "status": "ok", "event_bus": self.mirror.bus_name}
+        return {"service": self.name, **self.mirror.health(), "event_bus": self.mirror.bus_name}
 
     @rpc(expected_exceptions=BookstoreError)
     def get_mirrored_event(self, event_id: str) -> dict[str, Any]:

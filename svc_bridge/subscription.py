@@ -88,6 +88,10 @@ def source_service(message: Message, envelope: dict[str, Any]) -> str:
 class EventMirror(DependencyProvider):
     """One green thread per instance: consume, batch, mirror, acknowledge or park."""
 
+    #: Events held while EventBridge cannot be reached, and why (for ping).
+    held: int = 0
+    unavailable: str | None = None
+
     def setup(self) -> None:
         config = self.container.config
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
@@ -131,6 +135,17 @@ class EventMirror(DependencyProvider):
     def declared_queues(service_name: str, config: dict[str, Any]) -> list[Queue]:
         """The queue this consumer reads (common/topology.py declares it ahead)."""
         return [event_queue(subscribed_services(service_name), config)]
+
+    def health(self) -> dict[str, Any]:
+        """For ``ping`` (and so ``/ready``): ``degraded`` while EventBridge cannot be
+        reached, with how many events are held (they stay in RabbitMQ meanwhile)."""
+        if self.unavailable is not None:
+            return {
+                "status": "degraded",
+                "detail": f"EventBridge unavailable, {self.held} event(s) held: {self.unavailable}",
+                "held": self.held,
+            }
+        return {"status": "ok", "held": 0}
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -192,11 +207,13 @@ class EventMirror(DependencyProvider):
         while items and self._running:
             try:
                 self._settle(self.mirror.send(items))
+                self.held, self.unavailable = 0, None
                 return
             except EventBridgeUnavailable as error:
                 self._settle(error.settled)
                 done = {id(outcome.key) for outcome in error.settled}
                 items = [item for item in items if id(item.key) not in done]
+                self.held, self.unavailable = len(items), str(error)[:200]
                 failures += 1
                 delay = backoff_delay(
                     failures, base=UNAVAILABLE_BACKOFF[0], cap=UNAVAILABLE_BACKOFF[1]

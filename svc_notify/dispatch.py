@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import eventlet
 import jinja2
@@ -26,7 +27,7 @@ from eventlet.queue import LightQueue
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from nameko_sqlalchemy.database import DB_URIS_KEY
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.backoff import backoff_delay
@@ -262,3 +263,32 @@ class Dispatcher(DependencyProvider):
 def _http_session() -> requests.Session:
     # One per instance: connections to an endpoint are reused across deliveries.
     return requests.Session()
+
+
+#: Channels whose failures are ours (our mail server, our SMS provider); a webhook that
+#: keeps failing is its receiver's problem and does not make notify degraded.
+OWN_CHANNELS = ("email", "sms")
+
+
+def backlog_health(session: Session) -> dict[str, Any]:
+    """For ``ping`` (and so ``/ready``): what waits to be sent, per channel, and
+    ``degraded`` while emails or SMS are being retried (they cannot be delivered)."""
+    rows = session.execute(
+        select(
+            Delivery.channel,
+            func.count(),
+            func.count().filter(Delivery.attempts > 0),
+            func.max(Delivery.last_error),
+        )
+        .where(Delivery.status == "pending")
+        .group_by(Delivery.channel)
+    ).all()
+    backlog = {channel: waiting for channel, waiting, _, _ in rows}
+    failing = [
+        f"{retrying} {channel} waiting to be retried (last error: {str(last_error)[:200]})"
+        for channel, _, retrying, last_error in rows
+        if channel in OWN_CHANNELS and retrying
+    ]
+    if failing:
+        return {"status": "degraded", "detail": "; ".join(failing), "backlog": backlog}
+    return {"status": "ok", "backlog": backlog}

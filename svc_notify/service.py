@@ -22,7 +22,7 @@ from common.errors import BookstoreError, NotFound
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
 from svc_notify import erasure, notifications, preferences, webhooks
-from svc_notify.dispatch import Dispatcher
+from svc_notify.dispatch import Dispatcher, backlog_health
 from svc_notify.models import Base, NotifyHandledEvent
 from svc_notify.notifications import CONSUMED
 
@@ -74,7 +74,7 @@ class NotifyService(deadletters.DeadLetterAdmin):
     def ping(self) -> dict[str, Any]:
         with self.db.get_session() as session:
             check_database(session)
-        return {"service": self.name, "status": "ok"}
+            return {"service": self.name, **backlog_health(session)}
 
     # -- events --------------------------------------------------------------------------
 

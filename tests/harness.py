@@ -358,7 +358,7 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
     try:
         outside.wait_for_moto(aws_endpoint)
         platform.aws("events").create_event_bus(Name=env["BRIDGE_EVENT_BUS"])
-    except Exception:
+    except BaseException:  # pytest-timeout too: never leave services running
         platform.stop()
         raise
     for process in processes.values():
@@ -366,7 +366,7 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
             process.start()
     try:
         wait_until_ready(platform.base_url, list(processes.values()), timeout=60)
-    except Exception:
+    except BaseException:  # pytest-timeout too: never leave services running
         platform.stop()
         raise
     return platform

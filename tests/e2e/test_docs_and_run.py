@@ -50,7 +50,7 @@ def run_vhost(platform):
         rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_run_command_starts_everything_restarts_what_dies_and_ctrl_c_stops_it(
     platform, run_vhost, tmp_path
 ):

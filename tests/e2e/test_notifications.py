@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 from sqlalchemy import text
 
 from common.events import EnvelopePublisher, make_envelope
@@ -352,3 +353,35 @@ def test_a_template_error_or_a_missing_address_blocks_no_other_notification(api)
     )
     eventually(lambda: _exactly(attempts(api, event_id=shipped["id"], outcome="sent"), 1))
     assert len(mails(api.platform, me["email"], "has shipped")) == 1
+
+
+def test_ready_reports_the_backlog_and_degraded_while_emails_cannot_be_delivered(api):
+    platform = api.platform
+    ready = requests.get(f"{platform.base_url}/ready", timeout=10).json()
+    assert ready["checks"]["notify"] == "ok"
+
+    # An email being retried (the mail server refused it) and a failing webhook, both due
+    # tomorrow so the running dispatcher leaves them alone.
+    with platform.engine("notify").begin() as connection:
+        for channel, error in (
+            ("email", "ConnectionRefusedError: [Errno 111]"),
+            ("webhook", "HTTP 500"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (id, channel, event_id, event_type, status, "
+                    "attempts, next_attempt_at, last_error, content) VALUES (:id, :channel, "
+                    ":event, 'user.registered', 'pending', 2, now() + interval '1 day', "
+                    ":error, '{}')"
+                ),
+                {"id": uuid.uuid4(), "channel": channel, "event": uuid.uuid4(), "error": error},
+            )
+    with platform.rpc() as rpc:
+        ping = rpc.notify.ping()
+    assert ping["backlog"] == {"email": 1, "webhook": 1}
+    ready = requests.get(f"{platform.base_url}/ready", timeout=10)
+    assert ready.status_code == 200, "degraded still serves"
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["checks"]["notify"] == (
+        "degraded: 1 email waiting to be retried (last error: ConnectionRefusedError: [Errno 111])"
+    )

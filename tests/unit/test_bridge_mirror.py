@@ -197,3 +197,46 @@ def test_a_refused_call_that_is_not_throttling_holds_the_batch():
     error = ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "PutEvents")
     with pytest.raises(EventBridgeUnavailable):
         mirror(FakeEventBridge(raise_error(error)))[0].send(items(1))
+
+
+class _FakeMessage:
+    def __init__(self, envelope: dict) -> None:
+        self.envelope, self.headers, self.delivery_info = envelope, {}, {"routing_key": "x"}
+
+    def decode(self) -> dict:
+        return self.envelope
+
+    def ack(self) -> None:
+        pass
+
+
+def test_ping_says_degraded_with_the_events_held_while_eventbridge_is_away():
+    from svc_bridge.subscription import EventMirror
+
+    class Away:
+        def send(self, batch):
+            raise EventBridgeUnavailable("EventBridge unreachable: no route", [])
+
+    class Back:
+        def send(self, batch):
+            return []
+
+    event_mirror = EventMirror()
+    event_mirror._running = True
+    event_mirror.mirror = Away()
+    # One failed try, then "stop" (the real thread sleeps and tries again).
+    event_mirror._sleep_while_running = lambda seconds: setattr(event_mirror, "_running", False)
+    messages = [_FakeMessage({"id": f"e{n}", "type": "order.paid"}) for n in range(3)]
+    assert event_mirror.health() == {"status": "ok", "held": 0}
+
+    event_mirror._flush(messages)
+    health = event_mirror.health()
+    assert health["status"] == "degraded"
+    assert health["held"] == 3
+    assert health["detail"] == (
+        "EventBridge unavailable, 3 event(s) held: EventBridge unreachable: no route"
+    )
+
+    event_mirror._running, event_mirror.mirror = True, Back()
+    event_mirror._flush(messages)
+    assert event_mirror.health() == {"status": "ok", "held": 0}
