@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -11,17 +12,50 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common.errors import InvalidInput
 
-# A worker holds at most one connection at a time (sessions commit before any remote
-# call), so nameko's 10 workers need at most 10: five kept open, five more opened for a
-# burst and closed after. Seven services, their relays and tools then stay far inside
-# PostgreSQL's default of 100 connections on one small machine (docs/decisions/0083).
-# Pre-ping so a restarted PostgreSQL costs one failed check, not a failed request.
-ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+log = logging.getLogger(__name__)
+
+#: Service config keys (each service's config.yaml sets them from
+#: ``<SERVICE>_DB_POOL_SIZE`` / ``<SERVICE>_DB_MAX_OVERFLOW``): the connections the
+#: workers' pool keeps, and how many more it may open in a burst. The connection budget
+#: they add up to: README, "PostgreSQL connections"; docs/decisions/0096.
+POOL_SIZE_KEY = "DB_POOL_SIZE"
+MAX_OVERFLOW_KEY = "DB_MAX_OVERFLOW"
+#: A worker waits this long for a free connection before failing, rather than SQLAlchemy's
+#: 30 s: past RPC callers' deadlines (5 s) waiting only ties the worker up.
+POOL_TIMEOUT_SECONDS = 10
+# Pre-ping so a restarted PostgreSQL (or PgBouncer) costs one failed check, not a failed
+# request.
+ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_timeout": POOL_TIMEOUT_SECONDS}
+
+
+class ServiceDatabase(Database):
+    """nameko-sqlalchemy's ``Database`` with its pool sized by the service's config. One
+    connection per concurrent worker (``max_workers``) is the most the workers can use at
+    once; a smaller pool makes workers wait for connections, which is logged at start."""
+
+    def setup(self) -> None:
+        config = self.container.config
+        workers = int(config.get("max_workers", 10))
+        pool_size = int(config.get(POOL_SIZE_KEY) or workers)
+        max_overflow = int(config.get(MAX_OVERFLOW_KEY) or 0)
+        if pool_size + max_overflow < workers:
+            log.warning(
+                "%s: %d database connections for %d workers: workers will wait for one",
+                self.container.service_name,
+                pool_size + max_overflow,
+                workers,
+            )
+        self.engine_options = {
+            **ENGINE_OPTIONS,
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+        }
+        super().setup()
 
 
 def database(base: type[DeclarativeBase]) -> Database:
     """The nameko dependency that gives each worker a session on the service's database."""
-    return Database(base, engine_options=ENGINE_OPTIONS)
+    return ServiceDatabase(base)
 
 
 def utcnow() -> datetime:

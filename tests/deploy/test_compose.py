@@ -13,7 +13,7 @@ from ops import cli
 from tests.deploy.code_facts import env_vars_read, parse_cli
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
-INFRASTRUCTURE = {"rabbitmq", "postgres", "redis"}
+INFRASTRUCTURE = {"rabbitmq", "postgres", "redis", "pgbouncer"}
 
 
 def _bookstore_containers() -> dict[str, dict]:
@@ -93,3 +93,21 @@ def test_dockerfile_ships_every_package_and_runs_unprivileged():
     for variable in re.findall(r"^\s+([A-Z_]+)=", dockerfile, re.MULTILINE):
         if not variable.startswith(("PYTHON", "PIP_")):
             assert variable in env_vars_read(), variable
+
+
+def test_pgbouncer_is_a_profile_in_front_of_postgres_and_migrations_bypass_it():
+    pgbouncer = COMPOSE["pgbouncer"]
+    assert pgbouncer["profiles"] == ["pgbouncer"]
+    assert (
+        "./deploy/pgbouncer/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro" in pgbouncer["volumes"]
+    )
+    ini = (REPO_ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini").read_text()
+    assert re.search(r"^\* = host=postgres port=5432$", ini, re.MULTILINE)
+    assert re.search(r"^listen_port = 6432$", ini, re.MULTILINE)
+    for service in SERVICE_PACKAGES:
+        variable = f"{service.upper()}_DATABASE_URL"
+        assert (
+            "@${DATABASE_HOST:-postgres}:${DATABASE_PORT:-5432}/"
+            in COMPOSE[service]["environment"][variable]
+        )
+        assert "@postgres:5432/" in COMPOSE["migrate"]["environment"][variable]

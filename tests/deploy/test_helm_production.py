@@ -5,6 +5,7 @@ values schema that refuses what would undo these."""
 
 from __future__ import annotations
 
+import configparser
 import copy
 from typing import Any
 
@@ -12,7 +13,7 @@ import helm_python
 import pytest
 import requests
 
-from common.config import SERVICE_PACKAGES
+from common.config import REPO_ROOT, SERVICE_PACKAGES
 from tests.deploy.helm import RELEASE, by_kind, component, render
 from tests.deploy.pod_security import violations
 from tests.deploy.test_helm import PASSPHRASE
@@ -225,3 +226,53 @@ def test_only_the_search_service_runs_the_image_with_the_ml_stack(default):
     }
     assert images.pop("search") == "bookstore-search:0.1.0"
     assert set(images.values()) == {"bookstore:0.1.0"}
+
+
+def _ini(text: str) -> configparser.ConfigParser:
+    config = configparser.ConfigParser(inline_comment_prefixes=(";",))
+    config.optionxform = str
+    config.read_string(text)
+    return config
+
+
+def test_pgbouncer_sits_between_the_services_and_postgresql():
+    objects = render(_values(pgbouncer={"enabled": True}))
+    (secret,) = by_kind(objects, "Secret").values()
+    urls = secret["stringData"]
+    bouncer = f"@{RELEASE}-bookstore-pgbouncer:6432/"
+    for service in SERVICE_PACKAGES:
+        assert bouncer in urls[f"{service.upper()}_DATABASE_URL"]
+        assert "@postgresql:5432/" in urls[f"MIGRATE_{service.upper()}_DATABASE_URL"]
+    (job,) = by_kind(objects, "Job").values()
+    for entry in job["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if entry["name"].endswith("_DATABASE_URL"):  # the hook creates databases: directly
+            assert entry["valueFrom"]["secretKeyRef"]["key"].startswith("MIGRATE_")
+
+    pods = _pod_specs(objects)
+    assert violations(pods[f"{RELEASE}-bookstore-pgbouncer"]) == []
+    policies = _policies(objects)
+    assert 5432 not in _egress_ports(policies["catalog"])
+    assert 6432 in _egress_ports(policies["catalog"])
+    assert _egress_ports(policies["pgbouncer"]) == {53, 5432}
+    assert "pgbouncer" in {
+        component(obj) for obj in by_kind(objects, "PodDisruptionBudget").values()
+    }
+
+    # The chart's PgBouncer is configured as the one the tests run (test_pgbouncer.py).
+    (config,) = [
+        obj
+        for obj in by_kind(objects, "ConfigMap").values()
+        if obj["metadata"]["name"].endswith("-pgbouncer")
+    ]
+    chart = _ini(config["data"]["pgbouncer.ini"])["pgbouncer"]
+    tested = _ini((REPO_ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini").read_text())["pgbouncer"]
+    for setting in (
+        "pool_mode",
+        "auth_type",
+        "default_pool_size",
+        "reserve_pool_size",
+        "max_db_connections",
+        "server_idle_timeout",
+        "ignore_startup_parameters",
+    ):
+        assert chart[setting] == tested[setting], setting  # fmt: skip

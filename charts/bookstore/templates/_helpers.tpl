@@ -49,9 +49,27 @@ target); everything else the lean one. (dict "root" $ "service" "search") */}}
       key: {{ .name }}
 {{- end -}}
 
+{{/* A service's database URL: through PgBouncer when it is enabled, unless "direct"
+(the migration hook creates databases, which PgBouncer cannot). */}}
 {{- define "bookstore.databaseUrl" -}}
 {{- $pg := .root.Values.postgresql -}}
-{{- printf "postgresql+psycopg2://%s:%s@%s:%v/%s%s" $pg.username $pg.password $pg.host $pg.port $pg.databasePrefix .service -}}
+{{- $host := $pg.host -}}
+{{- $port := $pg.port -}}
+{{- if and .root.Values.pgbouncer.enabled (not .direct) -}}
+{{- $host = printf "%s-pgbouncer" (include "bookstore.fullname" .root) -}}
+{{- $port = .root.Values.pgbouncer.port -}}
+{{- end -}}
+{{- printf "postgresql+psycopg2://%s:%s@%s:%v/%s%s" $pg.username $pg.password $host $port $pg.databasePrefix .service -}}
+{{- end -}}
+
+{{/* The Secret key of the migration hook's URL for a service: the direct one when
+PgBouncer is in front. */}}
+{{- define "bookstore.migrateUrlKey" -}}
+{{- if .root.Values.pgbouncer.enabled -}}
+MIGRATE_{{ upper .service }}_DATABASE_URL
+{{- else -}}
+{{ upper .service }}_DATABASE_URL
+{{- end -}}
 {{- end -}}
 
 {{- define "bookstore.serviceAccountName" -}}
