@@ -30,6 +30,7 @@ import itertools
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,7 +58,7 @@ from bench.catalog import (
     run_scenario,
     write_report,
 )
-from bench.work import WorkMeter, per_unit
+from bench.work import WorkMeter, net_of_idle, per_unit
 from common.config import SERVICE_PACKAGES, database_url
 
 SCENARIOS = ("add_to_cart", "checkout")
@@ -226,6 +227,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="print the exports that give each service its metrics port, and exit",
     )
     parser.add_argument("--note", default="", help="recorded with the results")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=15.0,
+        help="seconds of no load measured first, to give costs net of background work",
+    )
     args = parser.parse_args(argv)
     args.base_url = args.base_url.rstrip("/")
     args.scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
@@ -257,7 +264,11 @@ def count_orders() -> int:
 
 
 def metered_run(
-    meter: WorkMeter, factory: ClientFactory, name: str, args: argparse.Namespace
+    meter: WorkMeter,
+    factory: ClientFactory,
+    name: str,
+    args: argparse.Namespace,
+    idle: dict[str, Any] | None,
 ) -> tuple[ScenarioResult, dict[str, Any]]:
     """Runs one scenario between two snapshots of a quiet platform; returns its result
     and what it cost (totals, and per order or per cart change)."""
@@ -275,9 +286,21 @@ def metered_run(
     totals = meter.difference(snapshots["before"], after)
     orders = count_orders() - snapshots["orders"]
     calls = next(call_counter) - snapshots["calls"] - 1
-    units = orders if name == "checkout" else calls
+    units = max(orders if name == "checkout" else calls, 1)
     totals["orders_placed"], totals["calls"] = orders, calls
-    return result, {"totals": totals, "per_unit": per_unit(totals, max(units, 1))}
+    costs = {"totals": totals, "per_unit": per_unit(totals, units)}
+    if idle is not None:
+        costs["per_unit_net_of_idle"] = per_unit(net_of_idle(totals, idle), units)
+    return result, costs
+
+
+def measure_idle(meter: WorkMeter, seconds: float) -> dict[str, Any]:
+    """What the platform does with no load for ``seconds`` (timers, polls)."""
+    meter.settle()
+    before = meter.snapshot()
+    time.sleep(seconds)
+    meter.settle()
+    return meter.difference(before, meter.snapshot())
 
 
 call_counter = itertools.count()
@@ -286,9 +309,11 @@ call_counter = itertools.count()
 def format_costs(costs: dict[str, dict[str, Any]]) -> str:
     lines = []
     for name, cost in costs.items():
-        unit = cost["per_unit"]
+        unit = cost.get("per_unit_net_of_idle", cost["per_unit"])
+        net = " net of idle background" if "per_unit_net_of_idle" in cost else ""
         lines.append(
-            f"{name}: per {'order' if name == 'checkout' else 'call'} ({unit['units']} of them): "
+            f"{name}: per {'order' if name == 'checkout' else 'call'}{net} "
+            f"({unit['units']} of them): "
             f"{unit['rpc_calls']:g} RPC calls, {unit['commits']:g} commits, "
             f"{unit['events_published']:g} events published, "
             f"{unit['events_consumed']:g} consumed, "
@@ -328,13 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, ScenarioResult] = {}
     costs: dict[str, dict[str, Any]] = {}
+    idle = None
+    if meter is not None and args.idle > 0:
+        print(f"  idle platform, {args.idle:g}s...", flush=True)
+        idle = measure_idle(meter, args.idle)
     try:
         for name in args.scenarios:
             print(f"  {name}...", flush=True)
             if meter is None:
                 results[name] = run_scenario(factories[name], args.duration, args.concurrency)
             else:
-                results[name], costs[name] = metered_run(meter, factories[name], name, args)
+                results[name], costs[name] = metered_run(meter, factories[name], name, args, idle)
     finally:
         if meter is not None:
             meter.close()
@@ -358,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": {name: vars(result) for name, result in results.items()},
         "costs": costs,
+        "idle": idle,
     }
     output = args.output or RESULTS_DIR / f"checkout-{started_at:%Y%m%dT%H%MZ}.json"
     path = write_report(document, output, started_at)

@@ -245,6 +245,26 @@ class WorkMeter:
         }
 
 
+def net_of_idle(totals: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
+    """``totals`` less what the platform does anyway over as long (``idle``: a
+    :meth:`WorkMeter.difference` taken with no load): its timers, polls and relays.
+    Without this, the slower a run, the more background work each order seems to cost."""
+    scale = totals["elapsed_s"] / idle["elapsed_s"] if idle["elapsed_s"] else 0.0
+
+    def less(key: str) -> dict[str, float]:
+        return {
+            name: max(0.0, value - scale * idle[key].get(name, 0.0))
+            for name, value in totals[key].items()
+        }
+
+    return {
+        **totals,
+        "rpc_calls": less("rpc_calls"),
+        "commits": less("commits"),
+        "cpu_seconds": less("cpu_seconds"),
+    }
+
+
 def _positive(counter: Counter[str]) -> dict[str, float]:
     return {key: value for key, value in sorted(counter.items()) if value > 0}
 
