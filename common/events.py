@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessionmaker
 
 from common import context, contract
+from common.backoff import backoff_delay
 from common.db import isoformat, utcnow
 
 log = logging.getLogger(__name__)
@@ -519,7 +520,7 @@ class OutboxRelay(DependencyProvider):
             except Exception:
                 # Broker or database away: the rows stay in the outbox; try again later.
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = backoff_delay(failures, base=0.5, cap=30.0)
                 log.warning("outbox relay failed; retrying in %.1fs", delay, exc_info=True)
                 self._back_off(delay)
                 continue
