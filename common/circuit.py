@@ -15,11 +15,27 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from prometheus_client import Counter, Gauge
+
 from common.errors import DependencyUnavailable
 
 T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+#: The gauge's values: alerts fire on ``bookstore_circuit_breaker_state == 2``.
+STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+BREAKER_STATE = Gauge(
+    "bookstore_circuit_breaker_state",
+    "A circuit breaker's state: 0 closed, 1 half open (a trial call may pass), "
+    "2 open (calls fail at once).",
+    ["breaker"],
+)
+BREAKER_OPENED = Counter(
+    "bookstore_circuit_breaker_opened_total",
+    "Times a circuit breaker opened (its dependency failed repeatedly).",
+    ["breaker"],
+)
 
 
 class CircuitBreaker:
@@ -39,6 +55,9 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_running = False
+        # Read at scrape time: half open is a matter of time passing, not of a call.
+        BREAKER_STATE.labels(name).set_function(lambda: STATE_VALUES[self.state])
+        BREAKER_OPENED.labels(name)
 
     @property
     def state(self) -> str:
@@ -72,6 +91,8 @@ class CircuitBreaker:
                 if is_failure(error):
                     self._failures += 1
                     if state == HALF_OPEN or self._failures >= self.failure_threshold:
+                        if self._opened_at is None or state == HALF_OPEN:
+                            BREAKER_OPENED.labels(self.name).inc()
                         self._opened_at = self._clock()
             raise
         with self._lock:

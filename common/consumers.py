@@ -119,6 +119,7 @@ class ReliableEventHandler(EventHandler):
         )
         with deadletters.confirming_connection(self.amqp_uri) as connection:
             deadletters.parking_queue(queue.name)(connection.default_channel).declare()
+        deadletters.DEAD_LETTERS.labels(queue.name)  # 0 until one is parked: on scrapes
 
     @property
     def amqp_uri(self) -> str:
