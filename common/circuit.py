@@ -15,11 +15,27 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from prometheus_client import Counter, Gauge
+
 from common.errors import DependencyUnavailable
 
 T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+#: The gauge's values: alerts fire on ``bookstore_circuit_breaker_state == 2``.
+STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+BREAKER_STATE = Gauge(
+    "bookstore_circuit_breaker_state",
+    "A circuit breaker's state: 0 closed, 1 half open (a trial call may pass), "
+    "2 open (calls fail at once).",
+    ["breaker"],
+)
+BREAKER_OPENED = Counter(
+    "bookstore_circuit_breaker_opened_total",
+    "Times a circuit breaker opened (its dependency failed repeatedly).",
+    ["breaker"],
+)
 
 
 class CircuitBreaker:
@@ -46,6 +62,9 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._trial_running = False
         self.last_error: str | None = None
+        # Read at scrape time: half open is a matter of time passing, not of a call.
+        BREAKER_STATE.labels(name).set_function(lambda: STATE_VALUES[self.state])
+        BREAKER_OPENED.labels(name)
 
     @property
     def state(self) -> str:
@@ -83,6 +102,8 @@ class CircuitBreaker:
             self._failures += 1
             self.last_error = f"{type(error).__name__}: {error}"[:300]
             if self._trial_running or self._failures >= self.failure_threshold:
+                if self._opened_at is None or self._trial_running:
+                    BREAKER_OPENED.labels(self.name).inc()  # closed -> open, or a failed trial
                 self._opened_at = self._clock()
             self._trial_running = False
 

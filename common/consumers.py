@@ -129,6 +129,7 @@ class ReliableEventHandler(EventHandler):
         )
         topology.declare_service(self.container)
         contract.preload()
+        deadletters.DEAD_LETTERS.labels(self.queue.name)  # 0 until one is parked: on scrapes
 
     @property
     def amqp_uri(self) -> str:

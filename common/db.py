@@ -10,6 +10,7 @@ from nameko_sqlalchemy import Database
 from sqlalchemy import Connection, DateTime, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from common import tracing
 from common.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class ServiceDatabase(Database):
             "max_overflow": max_overflow,
         }
         super().setup()
+        # Setup order between dependencies is not defined: configuring here too (once per
+        # process) means the engine gets its statement spans whichever comes first.
+        tracing.configure(self.container.service_name)
+        tracing.trace_engine(self.engine)
 
 
 def database(base: type[DeclarativeBase]) -> Database:

@@ -32,6 +32,7 @@ from kombu.message import Message
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
 
 from common.db import isoformat, utcnow
 from common.rpc import rpc
@@ -51,6 +52,15 @@ PARKED_COUNT_HEADER = "x-bookstore-parked-count"
 REPLAYED_AT_HEADER = "x-bookstore-replayed-at"
 
 dead_letter_exchange = Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True)
+
+#: Served on the service's /metrics (common/metrics.py) and on the dashboard: every parked
+#: message is one an operator must look at (runbook section 12).
+DEAD_LETTERS = Counter(
+    "bookstore_dead_letters_total",
+    "Events parked on a dead-letter queue after their handler (or the bridge) gave up, "
+    "by the queue they came from.",
+    ["queue"],
+)
 
 
 def parking_queue_name(queue_name: str) -> str:
@@ -135,7 +145,9 @@ def park(
             )
     except Exception:
         log.exception("could not park a message in %s; rejecting it instead", parked_in)
+        DEAD_LETTERS.labels(queue).inc()  # the broker dead-letters it there instead
         return False
+    DEAD_LETTERS.labels(queue).inc()
     return True
 
 

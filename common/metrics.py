@@ -13,7 +13,10 @@ a per-instance liveness check: an RPC ping can be answered by any instance of th
 millisecond): the readiness probe, in place of a ``bookstore ping`` process per probe.
 
 The names below are the contract with the Grafana dashboard (charts/bookstore/dashboards)
-and with alerts; tests check the dashboard uses only names a scrape really shows.
+and with alerts; tests check the dashboard uses only names a scrape really shows. The
+same registry serves the families defined next to what they count:
+``bookstore_dead_letters_total`` (common/deadletters.py), ``bookstore_circuit_breaker_*``
+(common/circuit.py) and ``bookstore_deliveries_parked_total`` (svc_notify/dispatch.py).
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ class ServiceMetrics(DependencyProvider):
         for dependency in self.container.dependencies:
             if isinstance(dependency, Database):
                 try:
-                    with dependency.engine.connect() as connection:
+                    with dependency.engine.connect() as connection:  # no trace: no parent
                         connection.execute(text("SELECT 1"))
                 except Exception as error:
                     log.warning("readiness: the database does not answer", exc_info=True)

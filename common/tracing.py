@@ -19,12 +19,18 @@ is on in a process when at least one exporter is configured through the environm
 ``OTEL_SDK_DISABLED=true`` turns it off whatever else is set; ``OTEL_SERVICE_NAME``
 overrides the service name; ``OTEL_TRACES_SAMPLER`` (default: follow the parent's
 decision, sample every root) and ``OTEL_BSP_*`` are read by the SDK itself.
+
+When on, the libraries a process calls through add client spans to our traces
+(:func:`_instrument_libraries`, docs/decisions/0097): each service's SQL statements,
+HTTP calls made with requests (webhooks, Stripe's SDK), AWS calls (SES, SNS,
+EventBridge) and Redis commands (the gateway's rate limiter).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +39,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -44,6 +51,13 @@ CORRELATION_ID_ATTRIBUTE = "bookstore.correlation_id"
 
 _propagator = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
+#: The libraries' spans go through this provider: same exporters, but it starts no trace
+#: of its own (see _instrument_libraries).
+_library_provider: TracerProvider | None = None
+# nameko sets a service's dependencies up concurrently (green threads), and two of them
+# configure tracing (common.context, common.db); starting the batch processor's thread
+# yields, so without the lock both would build a provider.
+_configure_lock = threading.Lock()
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -78,6 +92,11 @@ def _exporters() -> list[SpanExporter]:
 
 def configure(service_name: str) -> bool:
     """Sets this process's tracer up from the environment (once); True if tracing is on."""
+    with _configure_lock:
+        return _configure(service_name)
+
+
+def _configure(service_name: str) -> bool:
     global _tracer  # one tracer provider per process, as OpenTelemetry has it
     if _tracer is not None:
         return True
@@ -89,12 +108,65 @@ def configure(service_name: str) -> bool:
     # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES are read by Resource.create; an
     # explicit service.name would override them.
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    resource = Resource.create(attributes)
+    provider = TracerProvider(resource=resource)
+    processors = [BatchSpanProcessor(exporter) for exporter in exporters]
+    for processor in processors:
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     _tracer = provider.get_tracer("bookstore")
+    _instrument_libraries(resource, processors)
     return True
+
+
+def _instrument_libraries(resource: Resource, processors: list[BatchSpanProcessor]) -> None:
+    """Client spans for requests, botocore and Redis calls (patched on their classes, so
+    clients made before and after are covered), and for SQL through :func:`trace_engine`.
+
+    They are recorded only inside a trace of ours: their provider samples no root, so
+    the outbox relay's polls, the notify senders' and the bridge's loops and the
+    readiness probe's query start no trace each. Imported here, when a service's
+    container sets up: ``nameko run`` has monkey-patched (eventlet) by then, before
+    requests and botocore import ssl and socket.
+    """
+    global _library_provider
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    _library_provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_OFF))
+    for processor in processors:
+        _library_provider.add_span_processor(processor)
+    for instrumentor in (RequestsInstrumentor(), BotocoreInstrumentor(), RedisInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=_library_provider)
+
+
+def trace_engine(engine: Any) -> None:
+    """A span per SQL statement ``engine`` runs, inside the current trace; nothing when
+    tracing is off. For engines made by modules that imported ``create_engine`` before
+    tracing was configured (nameko-sqlalchemy's, through common.db)."""
+    if _library_provider is None:
+        return
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        # instrument() runs once per process; later engines get their tracer directly.
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.metrics import get_meter
+
+        EngineTracer(
+            _library_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+            engine,
+            get_meter("bookstore").create_up_down_counter("db.client.connections.usage"),
+        )
+        return
+    # Its declared range stops below SQLAlchemy 2.1, which it works with (the events it
+    # listens to are unchanged; tests/e2e/test_tracing.py checks the spans).
+    instrumentor.instrument(
+        tracer_provider=_library_provider, engines=[engine], skip_dep_check=True
+    )
 
 
 def enabled() -> bool:

@@ -34,6 +34,9 @@ from common.schemas import spec_document
 from gateway.settings import API_BASE_PATH
 
 METRICS_PATH = "/metrics"
+# Probes are the platform asking, not traffic: every few seconds per replica, they would
+# pad the request rate and drag latency percentiles towards zero.
+PROBE_PATHS = frozenset({"/health", "/ready"})
 UNMATCHED = "unmatched"
 # The routes of gateway/operational.py: few and fixed, so their paths are safe labels.
 # Swagger UI's many assets are one route.
@@ -109,6 +112,9 @@ class MetricsMiddleware:
         if scope["path"] == METRICS_PATH and scope["method"] == "GET":
             # Scrapes are not counted: they would be most of the traffic of an idle gateway.
             await self._serve_metrics(send)
+            return
+        if scope["path"] in PROBE_PATHS:
+            await self.app(scope, receive, send)
             return
         # Connexion's router records the operation in scope["extensions"]; making sure
         # the dict exists here means the (shallow) scope copies further in share it.

@@ -94,6 +94,7 @@ class EventMirror(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
+        deadletters.DEAD_LETTERS.labels(QUEUE)  # 0 until one is parked: on scrapes
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
         self.bus_name = str(config.get("BRIDGE_EVENT_BUS") or "bookstore")
         self.batch_wait = float(config.get("BRIDGE_BATCH_WAIT_SECONDS", 0.2))

@@ -27,6 +27,7 @@ from eventlet.queue import LightQueue
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from nameko_sqlalchemy.database import DB_URIS_KEY
+from prometheus_client import Counter
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +38,12 @@ from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
 from svc_notify.rendering import Renderer
 
 log = logging.getLogger(__name__)
+
+DELIVERIES_PARKED = Counter(
+    "bookstore_deliveries_parked_total",
+    "Emails, SMS and webhook calls given up on and parked for an operator to replay.",
+    ["channel"],
+)
 
 MAX_ERROR_CHARS = 2000
 
@@ -142,6 +149,7 @@ def send_next(session: Session, senders: Senders, policy: RetryPolicy) -> bool:
         delivery.last_error = reason
         if isinstance(error, channels.PermanentFailure) or attempt >= policy.max_attempts:
             delivery.status, delivery.next_attempt_at, outcome = "parked", None, "parked"
+            DELIVERIES_PARKED.labels(delivery.channel).inc()
             log.error(
                 "parked %s delivery %s after %d attempt(s): %s",
                 delivery.channel,
@@ -189,6 +197,8 @@ class Dispatcher(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         self.config = config
+        for channel in ("email", "sms", "webhook"):
+            DELIVERIES_PARKED.labels(channel)  # 0 until one is parked: on scrapes
         db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{self.base.__name__}"]
         self.concurrency = int(config.get("NOTIFY_SEND_CONCURRENCY", 4))
         self._engine = create_engine(

@@ -140,6 +140,8 @@ class Platform:
     #: The SMTP server notify sends to, and moto's address (tests/outside.py).
     smtp: outside.SmtpServer | None = None
     aws_endpoint: str = ""
+    #: service -> the port its /metrics, /healthz and /readyz answer on
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def aws(self, service: str) -> Any:
         return outside.aws(service, self.aws_endpoint)
@@ -340,7 +342,14 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         **{f"{service.upper()}_DATABASE_URL": url for service, url in database_urls.items()},
         **(extra_env or {}),
     }
-    processes = {service: service_process(service, log_dir, env) for service in SERVICE_PACKAGES}
+    # Each service serves /metrics on a port of its own (tests/deploy/test_dashboard.py).
+    metrics_ports = {service: free_port() for service in SERVICE_PACKAGES}
+    processes = {
+        service: service_process(
+            service, log_dir, {**env, "METRICS_PORT": str(metrics_ports[service])}
+        )
+        for service in SERVICE_PACKAGES
+    }
     processes["gateway"] = gateway_process(log_dir, env)
     processes["moto"] = moto
     platform = Platform(
@@ -353,6 +362,7 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         admin=admin,
         smtp=smtp,
         aws_endpoint=aws_endpoint,
+        metrics_ports=metrics_ports,
     )
     platform.reset_data()
     try:

@@ -46,6 +46,12 @@ def test_every_query_uses_emitted_metric_names_and_labels(api, cluster):
         scrape(f"{api.platform.base_url}/metrics"),
         *[cluster.scrape(port) for port in cluster.catalogs.values()],
         *eventually(an_event_was_handled),
+        # Every service of the platform: breakers (payment, search), parking (notify,
+        # bridge and every reliable handler) show there from the start, at 0.
+        *[
+            scrape(f"http://127.0.0.1:{port}/metrics")
+            for port in api.platform.metrics_ports.values()
+        ],
     ]
     emitted = _labels_by_metric(*scrapes)
 
@@ -74,5 +80,18 @@ def test_every_query_uses_emitted_metric_names_and_labels(api, cluster):
         "bookstore_rpc_duration_seconds_bucket",
         "bookstore_events_handled_total",
         "bookstore_outbox_backlog",
+        "bookstore_dead_letters_total",
+        "bookstore_deliveries_parked_total",
+        "bookstore_circuit_breaker_state",
+        "bookstore_circuit_breaker_opened_total",
     }
     assert used == families
+
+
+def test_the_dashboard_filters_service_panels_by_a_service_variable():
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    assert "label_values(bookstore_rpc_calls_total, service)" in str(variables["service"]["query"])
+    for expression in _expressions():
+        if "by (service" in expression:
+            assert 'service=~"$service"' in expression, expression

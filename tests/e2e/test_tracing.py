@@ -95,6 +95,31 @@ def test_a_request_its_rpc_call_and_its_event_share_the_callers_trace(api):
     assert request["attributes"]["http.response.status_code"] == 201
     assert request["attributes"]["http.route"] == "/api/v1/products"
 
+    # The libraries' client spans join in (docs/decisions/0097): catalog's SQL under its
+    # worker's span, the gateway's Redis commands (rate limiting) under the request's.
+    # (Other services' handlers of the event add their own SQL to the trace too.)
+    def library_spans() -> tuple[list[dict], list[dict]]:
+        trace = api.platform.spans(trace_id)
+        sql = [
+            span
+            for span in trace
+            if span["attributes"].get("db.system") == "postgresql"
+            and span["resource"]["attributes"]["service.name"] == "catalog"
+        ]
+        redis = [span for span in trace if span["attributes"].get("db.system") == "redis"]
+        assert any(span["name"].startswith("INSERT") for span in sql) and redis, sorted(
+            (span["resource"]["attributes"]["service.name"], span["name"]) for span in trace
+        )
+        return sql, redis
+
+    sql, redis = eventually(library_spans)
+    # The product's INSERT is under the create_product worker (other catalog workers, for
+    # the search service's calls, add theirs under their own spans).
+    inserted = [span for span in sql if span["name"].startswith("INSERT")]
+    assert serve["context"]["span_id"] in {span["parent_id"] for span in inserted}
+    assert {span["resource"]["attributes"]["service.name"] for span in redis} == {"gateway"}
+    assert request["context"]["span_id"] in {span["parent_id"] for span in redis}
+
 
 def test_without_a_callers_trace_the_correlation_id_finds_the_trace(api):
     response = api.get("/products/00000000-0000-4000-8000-000000000000")
@@ -134,3 +159,14 @@ def test_the_gateways_revocation_polls_start_no_traces(api):
     names = {json.loads(line)["name"] for line in path.read_text().splitlines()}
     assert names  # spans are written...
     assert "auth.access_revocations" not in names  # ...but none of the polls
+
+
+def test_library_spans_only_join_a_trace_never_start_one(api):
+    """The outbox relay polls, the readiness probe queries, the senders loop: none of
+    them may start a trace of its own through the instrumented libraries."""
+    path = Path(api.platform.env[TRACES_FILE_ENV])
+    time.sleep(2)  # a couple of relay polls, exported within the 200 ms the harness sets
+    spans = [json.loads(line) for line in path.read_text().splitlines()]
+    library = [span for span in spans if "db.system" in span["attributes"]]
+    assert library  # the test above, or any request, made some...
+    assert [span["name"] for span in library if span["parent_id"] is None] == []

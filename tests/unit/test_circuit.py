@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from common.errors import DependencyUnavailable, InvalidInput
+
+OPENED = "bookstore_circuit_breaker_opened_total"
 
 
 class Clock:
@@ -94,3 +97,22 @@ def test_the_breaker_opens_after_failures_and_lets_one_trial_through_later():
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state == CLOSED and breaker.status()["consecutive_failures"] == 0
+
+
+def test_the_state_and_openings_are_metrics():
+    clock = Clock()
+    breaker = CircuitBreaker("metrics test", failure_threshold=2, reset_after=10, clock=clock)
+
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"breaker": "metrics test"})
+
+    assert (sample("bookstore_circuit_breaker_state"), sample(OPENED)) == (0, 0)
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            breaker.call(failing, is_failure=is_failure)
+    assert (sample("bookstore_circuit_breaker_state"), sample(OPENED)) == (2, 1)
+    clock.now += 10
+    assert sample("bookstore_circuit_breaker_state") == 1  # half open: time alone did it
+    with pytest.raises(TimeoutError):
+        breaker.call(failing, is_failure=is_failure)  # the trial fails: open again
+    assert (sample("bookstore_circuit_breaker_state"), sample(OPENED)) == (2, 2)
