@@ -28,11 +28,12 @@ EventBridge) and Redis commands (the gateway's rate limiter).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,6 +43,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+#: A frozen dataclass with a ``traceparent`` field (common.context.CallContext).
+CallContextT = TypeVar("CallContextT")
 
 TRACES_FILE_ENV = "BOOKSTORE_TRACES_FILE"
 _OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -184,6 +188,23 @@ def start_span(
         return None
     parent = _propagator.extract({"traceparent": traceparent}) if traceparent else None
     return _tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+
+
+def start_rpc_client_span(
+    service: str, method: str, context: CallContextT
+) -> tuple[Span | None, CallContextT]:
+    """The client span of one RPC call (None when tracing is off), and the call context
+    to send: its ``traceparent`` made this span's, so the service's span is a child of the
+    call's, which then measures the queueing too."""
+    span = start_span(
+        f"{service}.{method}",
+        SpanKind.CLIENT,
+        context.traceparent,
+        {"rpc.system": "nameko", "rpc.service": service, "rpc.method": method},
+    )
+    if span is None:
+        return None, context
+    return span, dataclasses.replace(context, traceparent=traceparent(span))
 
 
 def unsampled_traceparent() -> str:

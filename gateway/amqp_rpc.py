@@ -42,7 +42,6 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import AMQPError, PublishError
 from nameko.exceptions import RemoteError, deserialize
-from opentelemetry.trace import SpanKind
 
 from common import tracing
 from common.context import CallContext
@@ -123,15 +122,7 @@ class AsyncRpcClient:
         **kwargs: Any,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
-        span = tracing.start_span(
-            f"{service}.{method}",
-            SpanKind.CLIENT,
-            context.traceparent,
-            {"rpc.system": "nameko", "rpc.service": service, "rpc.method": method},
-        )
-        if span is not None:
-            # The service's span is a child of this call's, which measures the queueing too.
-            context = replace(context, traceparent=tracing.traceparent(span))
+        span, context = tracing.start_rpc_client_span(service, method, context)
         error: BaseException | None = None
         try:
             # One deadline for publishing (confirmed) and the answer together.

@@ -26,7 +26,6 @@ from kombu.exceptions import KombuError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import RpcReply, ServiceProxy
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy
-from opentelemetry.trace import SpanKind
 
 from common import tracing
 from common.context import CallContext
@@ -142,15 +141,7 @@ class RpcClient:
         **kwargs: Any,
     ) -> Any:
         timeout = self.timeout if timeout is None else timeout
-        span = tracing.start_span(
-            f"{service}.{method}",
-            SpanKind.CLIENT,
-            context.traceparent,
-            {"rpc.system": "nameko", "rpc.service": service, "rpc.method": method},
-        )
-        if span is not None:
-            # The service's span is a child of this call's, which measures the queueing too.
-            context = replace(context, traceparent=tracing.traceparent(span))
+        span, context = tracing.start_rpc_client_span(service, method, context)
         error: BaseException | None = None
         try:
             with self._translated_errors(service, method, timeout):

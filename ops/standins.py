@@ -43,9 +43,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def local_aws_process(port: int, log_dir: Path) -> ManagedProcess:
+def local_aws_process(
+    port: int, log_dir: Path, env: dict[str, str] = LOCAL_AWS_ENV, name: str = "aws (moto)"
+) -> ManagedProcess:
+    """moto in server mode (what ``bin/run`` and the test platform use for AWS)."""
     return ManagedProcess(
-        name="aws (moto)",
+        name=name,
         command=[
             str(Path(sys.executable).parent / "moto_server"),
             "-H",
@@ -54,7 +57,7 @@ def local_aws_process(port: int, log_dir: Path) -> ManagedProcess:
             str(port),
         ],
         log_path=log_dir / "moto.log",
-        env=LOCAL_AWS_ENV,
+        env=env,
     )
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 from common import contract, topology
 from common.config import SERVICE_PACKAGES, database_url, service_config
 from common.tracing import TRACES_FILE_ENV
-from ops import databases
+from ops import databases, standins
 from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
 from svc_auth import passwords, roles
 from tests import outside
@@ -366,7 +366,7 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
     )
     platform.reset_data()
     try:
-        outside.wait_for_moto(aws_endpoint)
+        standins.wait_for_local_aws(aws_endpoint, moto, timeout=30)
         platform.aws("events").create_event_bus(Name=env["BRIDGE_EVENT_BUS"])
     except BaseException:  # pytest-timeout too: never leave services running
         platform.stop()

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import email
 import email.policy
-import sys
 import threading
-import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import boto3
-import requests
 from aiosmtpd.controller import Controller
 
+from ops import standins
 from ops.processes import ManagedProcess
 
 #: Any credentials do for moto; real ones must never be used by tests.
@@ -64,28 +62,7 @@ class SmtpServer:
 
 
 def moto_process(port: int, log_dir: Path) -> ManagedProcess:
-    return ManagedProcess(
-        name="moto",
-        command=[str(Path(_venv_bin()) / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        log_path=log_dir / "moto.log",
-        env=AWS_TEST_ENV,
-    )
-
-
-def _venv_bin() -> str:
-    return str(Path(sys.executable).parent)
-
-
-def wait_for_moto(endpoint: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(f"{endpoint}/moto-api/", timeout=2)
-            return
-        except requests.RequestException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return standins.local_aws_process(port, log_dir, env=AWS_TEST_ENV, name="moto")
 
 
 def aws(service: str, endpoint: str | None) -> Any:
