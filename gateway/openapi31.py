@@ -17,6 +17,7 @@ See docs/decisions/0003-openapi-3-1-on-connexion.md.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -120,6 +121,10 @@ class ParameterValidator31(ParameterValidator):
         if value is not None:
             if find_nul(value) is not None:
                 return f"Parameter '{param['name']}' in {parameter_type} contains a NUL character"
+            if isinstance(value, float) and not math.isfinite(value):
+                # "NaN" and "inf" parse as floats and slip past minimum/maximum (every
+                # comparison with NaN is false); JSON has no way to send them on either.
+                return f"Parameter '{param['name']}' in {parameter_type}: not a finite number"
             schema = param.get("schema", param)
             error = first_error(validator_for(schema), value)
             if error is not None:

@@ -28,7 +28,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from common.config import REPO_ROOT
+from common import topology
+from common.config import REPO_ROOT, service_config
 from ops import databases
 from ops.processes import ManagedProcess, service_process
 from svc_catalog.models import CatalogOutboxMessage
@@ -101,6 +102,9 @@ def bounced(platform: harness.Platform) -> Iterator[Bounced]:
         harness.rabbitmqctl("delete_vhost", VHOST)
     harness.rabbitmqctl("add_vhost", VHOST)
     harness.rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    # As `bookstore migrate` does: every consumer's queue exists, so the catalog's relay
+    # has somewhere to deliver its events (an event no queue takes is held, by design).
+    topology.declare_platform(harness.amqp_uri(VHOST), service_config("catalog"))
     direct_url = harness.test_database_url("catalog").replace("_catalog", "_bounced_catalog")
     databases.prepare("catalog", direct_url, recreate=True)  # directly: CREATE DATABASE
     through = make_url(direct_url).set(host="127.0.0.1", port=port)

@@ -110,3 +110,15 @@ def test_secured_operations_name_the_scopes_they_need(spec):
             assert operation["security"] == [{"bearerAuth": ["write:orders"]}], path
         elif method != "get" and path.startswith(("/products", "/categories")):
             assert operation["security"] == [{"bearerAuth": ["admin:catalog"]}], path
+
+
+def test_non_finite_numbers_are_refused_as_parameters():
+    # "NaN" parses as a float that passes minimum/maximum (every comparison with NaN is
+    # false) and then travels as JSON null: it must be refused at the gateway.
+    from gateway.openapi31 import ParameterValidator31
+
+    param = {"name": "rating_min", "schema": {"type": "number", "minimum": 1, "maximum": 5}}
+    for value in (float("nan"), float("inf"), float("-inf")):
+        error = ParameterValidator31.validate_parameter("query", value, param)
+        assert error == "Parameter 'rating_min' in query: not a finite number"
+    assert ParameterValidator31.validate_parameter("query", 4.5, param) is None
