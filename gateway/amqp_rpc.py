@@ -218,7 +218,7 @@ class AsyncRpcClient:
             self._forget(correlation_id, reply)
             log.warning("RPC to %s.%s: the broker did not confirm in time", service, method)
             raise ServiceTimeout(service, timeout) from None
-        except (OSError, AMQPError, aiormq.exceptions.AMQPError) as error:
+        except BROKEN_LINK as error:
             self._forget(correlation_id, reply)
             log.warning("RPC to %s.%s failed: %r", service, method, error)
             self._drop_connection(exchange)
@@ -313,10 +313,19 @@ class AsyncRpcClient:
             attempt += 1
             try:
                 await self._connect()
-            except (TimeoutError, OSError, AMQPError, aiormq.exceptions.AMQPError) as error:
+            except (TimeoutError, *BROKEN_LINK) as error:
                 log.debug("reconnecting to the message broker failed: %r", error)
 
 
+#: What a publish raises when the link to the broker is gone or going: a socket error, an
+#: AMQP error, or (when the connection closed a moment earlier) aiormq's
+#: ChannelInvalidStateError, a RuntimeError: each is a 503, never a 500.
+BROKEN_LINK = (
+    OSError,
+    AMQPError,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+)
 NOT_RUNNING = "the service is not running"
 UNREACHABLE = "the message broker is unreachable"
 

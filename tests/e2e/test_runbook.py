@@ -387,7 +387,9 @@ def test_operator_replays_a_parked_webhook_delivery_and_a_bridge_dead_letter(api
     output = run_runbook(api.platform, NOTIFICATIONS)
     assert f"('{delivery['id']}', 'webhook', 'http://127.0.0.1:9/hooks'," in output
     assert "'pending'" in output
-    eventually(lambda: _assert_attempts(api, event["id"], 4))
+    # The replay gives the delivery a fresh round of tries (three in tests): at least one
+    # more attempt than before it, however far that round has got when we look.
+    eventually(lambda: _assert_attempts_beyond(api, event["id"], 3))
 
     huge = publish(api.platform, "order", "order.noted", {"note": "x" * 300_000})
     eventually(lambda: _assert_parked_in_bridge(api.platform, huge["id"]))
@@ -403,9 +405,9 @@ def _parked_delivery(api, endpoint_id):
     return items[0]
 
 
-def _assert_attempts(api, event_id, count):
+def _assert_attempts_beyond(api, event_id, before):
     found = api.get("/admin/notifications", params={"event_id": event_id}, token=api.admin)
-    assert len(found.json()["items"]) == count, found.json()
+    assert len(found.json()["items"]) > before, found.json()
 
 
 def _assert_parked_in_bridge(platform, event_id):

@@ -147,3 +147,27 @@ async def eventually_async(check: Callable[[], Awaitable[None]], timeout: float 
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+def test_a_channel_closed_under_a_publish_is_503_not_500():
+    """When the connection dies between the check and the publish, aio-pika raises
+    aiormq's ChannelInvalidStateError (a RuntimeError): still "the broker is unreachable".
+    (A stand-in exchange and connection: the moment cannot be timed with a real broker.)"""
+    import aiormq
+
+    class ClosedUnderUs:
+        is_closed = False
+
+        async def publish(self, *args: Any, **kwargs: Any) -> None:
+            raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+
+    async def scenario() -> None:
+        client = AsyncRpcClient(amqp_uri(port=1), timeout=2)
+        client._loop = asyncio.get_running_loop()
+        client._connection = client._exchange = ClosedUnderUs()
+        client._closed = True  # no reconnecting in the background
+        with pytest.raises(ServiceUnavailable, match="unreachable"):
+            await client.call("catalog", "list_products", context=CallContext())
+        assert client._exchange is None and client._pending == {}
+
+    asyncio.run(scenario())
