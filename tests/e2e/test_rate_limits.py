@@ -54,7 +54,9 @@ def test_a_burst_gets_429_with_retry_after_and_ratelimit_headers(api):
     refused = responses[5]
     body = assert_problem(refused, 429)
     assert body["type"].endswith("rate-limited")
-    assert 1 <= int(refused.headers["Retry-After"]) <= 30
+    # On a sliding window the earliest admission can lie past the current window's end
+    # (the full count still overlaps it): never more than two windows away.
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
 
 
 def test_the_limit_is_shared_by_every_gateway_process(api):
