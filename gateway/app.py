@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import inflection
 from connexion import AsyncApp
 from connexion.exceptions import ResolverError
-from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
@@ -187,7 +185,7 @@ def create_app(
         validator_map=openapi31.VALIDATOR_MAP,
         security_map=security.SECURITY_MAP,
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
-        jsonifier=Jsonifier(json, separators=(",", ":")),
+        jsonifier=calls.JSONIFIER,
     )
     problems.register(app)
     app.add_error_handler(ratelimit.RateLimited, ratelimit.rate_limited_problem)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from connexion import request
 from connexion.context import context as connexion_context
 from connexion.context import scope as connexion_scope
+from connexion.jsonifier import Jsonifier
 from starlette.responses import Response as StarletteResponse
 
 from common import context
@@ -46,6 +48,11 @@ def request_context() -> context.CallContext:
 JSON_RESPONSE = {"Content-Type": "application/json"}
 
 Response = tuple[Any, int, dict[str, str]]
+
+
+#: How handlers' answers are encoded (compact); the read cache encodes what events carry
+#: the same way (gateway/read_cache.py).
+JSONIFIER = Jsonifier(json, separators=(",", ":"))
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

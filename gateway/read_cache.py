@@ -11,7 +11,11 @@ How entries stop being served:
 
 * **events**: each worker consumes the catalog's events on a queue of its own
   (exclusive, auto-deleted with the connection) and drops the entries an event
-  concerns (:func:`tags_for_event`); every other worker of every gateway does the same;
+  concerns (:func:`tags_for_event`); every other worker of every gateway does the same.
+  A ``product.updated`` event carries the product as ``GET /products/{id}`` shows it,
+  so a cached product older than the event is replaced by it rather than dropped
+  (:class:`Renewal`): the next read is served the new version without waiting for an
+  RPC, which was most of the staleness after another gateway's write (bench/README.md);
 * **writes through this worker** drop what they change before answering, so a client
   reads its own writes even before the event arrives;
 * **a short TTL** (``GATEWAY_CACHE_TTL``, seconds) bounds staleness when an event is lost;
@@ -43,7 +47,8 @@ import orjson
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.conditional import none_match
+from gateway.calls import JSONIFIER
+from gateway.conditional import etag, none_match
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,29 @@ class Entry:
     etag: str | None
     expires_at: float
     tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """A newer answer an event carries for the entries of one operation with one tag
+    (one product's ``getProduct``), stored in place of any older one it invalidates."""
+
+    operation_id: str
+    tag: str
+    body: bytes
+    etag: str
+    version: int
+
+    def renews(self, key: str, entry: Entry) -> bool:
+        return key.startswith(f"{self.operation_id} ") and _version(entry.etag) < self.version
+
+
+def _version(entity_tag: str | None) -> int:
+    """The version a ``"<version>"`` ETag names (-1 if none: always older)."""
+    try:
+        return int((entity_tag or "").strip('"'))
+    except ValueError:
+        return -1
 
 
 class ReadCache:
@@ -157,14 +185,24 @@ class ReadCache:
             self._remove(next(iter(self._entries)))
         return True
 
-    def invalidate(self, tags: Iterable[str]) -> int:
-        """Drops every entry carrying one of ``tags``; returns how many."""
+    def invalidate(self, tags: Iterable[str], renewal: Renewal | None = None) -> int:
+        """Drops every entry carrying one of ``tags``; returns how many. An entry that
+        ``renewal`` renews is stored again with the renewal's answer instead (reads in
+        flight still see a new generation: what they read may be older than both)."""
         self.generation += 1
+        renewed: list[tuple[str, tuple[str, ...]]] = []
+        if renewal is not None:
+            for key in self._keys_by_tag.get(renewal.tag, ()):
+                entry = self._entries[key]
+                if renewal.renews(key, entry):
+                    renewed.append((key, entry.tags))
         dropped = 0
         for tag in tags:
             for key in list(self._keys_by_tag.get(tag, ())):
                 self._remove(key)
                 dropped += 1
+        for key, entry_tags in renewed:
+            self.put(key, renewal.body, renewal.etag, entry_tags, self.generation)
         return dropped
 
     def clear(self) -> None:
@@ -209,6 +247,22 @@ def tags_for_event(event_type: str, data: dict[str, Any]) -> list[str] | None:
         # Searches can filter by stock.
         return [*(stock_tag(product_id) for product_id in _product_ids(data)), LISTS]
     return None
+
+
+def renewal_for_event(event_type: str, data: dict[str, Any]) -> Renewal | None:
+    """The product as ``getProduct`` answers it, from a ``product.updated`` event (its
+    data is that answer plus ``changed_fields``: svc_catalog/products.py), encoded as
+    the gateway's handlers encode it."""
+    if event_type != "product.updated" or not isinstance(data.get("version"), int):
+        return None
+    product = {name: value for name, value in data.items() if name != "changed_fields"}
+    return Renewal(
+        operation_id="getProduct",
+        tag=product_tag(data["id"]),
+        body=JSONIFIER.dumps(product).encode(),
+        etag=etag(data["version"]),
+        version=data["version"],
+    )
 
 
 def product_id_in(path: str) -> str:
@@ -269,14 +323,16 @@ class EventSubscription:
         try:
             envelope = orjson.loads(message.body)
             event_type = envelope.get("type") or message.routing_key or ""
-            tags = tags_for_event(event_type, envelope.get("data") or {})
+            data = envelope.get("data") or {}
+            tags = tags_for_event(event_type, data)
+            renewal = renewal_for_event(event_type, data)
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as error:
             log.warning("an event the read cache cannot read: %r; emptying it", error)
             tags = None
         if tags is None:
             self.cache.clear()
         else:
-            self.cache.invalidate(tags)
+            self.cache.invalidate(tags, renewal)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -142,6 +142,7 @@ def order_event_data(**changes: Any) -> dict[str, Any]:
         "user_id": str(uuid.uuid4()),
         "status": "DELIVERED",
         "items": [{"product_id": str(uuid.uuid4()), "quantity": 1, "unit_price": price}],
+        "shipping": {"amount": 0, "currency": "EUR"},
         "total": price,
         **changes,
     }

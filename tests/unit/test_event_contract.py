@@ -20,6 +20,8 @@ from common.topology import platform_subscriptions
 from svc_bridge.mirror import to_entry
 from svc_notify.notifications import CUSTOMER_TEMPLATES, SECURITY_TEMPLATES, WEBHOOK_EVENT_TYPES
 from svc_order import orders
+from tests import asyncapi_schema
+from tests.support import order_event_data
 
 DOC = contract.document()
 TYPES = contract.event_types()
@@ -50,6 +52,19 @@ def test_the_document_is_asyncapi_3_and_every_reference_resolves():
         assert channel["messages"]
     for schema in DOC["components"]["schemas"].values():
         Draft7Validator.check_schema(schema)
+
+
+def test_the_document_is_valid_by_the_official_asyncapi_3_schema():
+    validator = Draft7Validator(asyncapi_schema.schema("3.0.0"))
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}"
+        for error in validator.iter_errors(DOC)
+    ]
+    assert errors == []
+    # The schema does judge: an AsyncAPI 2 operation verb is refused.
+    name, operation = next(iter(DOC["operations"].items()))
+    broken = {**DOC, "operations": {name: {**operation, "action": "publish"}}}
+    assert not validator.is_valid(broken)
 
 
 def test_every_type_has_one_producer_and_an_eventbridge_detail_type():
@@ -170,3 +185,18 @@ def test_publishing_a_bad_or_unknown_event_is_refused_when_enforced(monkeypatch)
     with pytest.raises(contract.ContractViolation, match="published by catalog"):
         contract.check_published({**_product_created(), "source": "order"})
     contract.check_published(_product_created())
+
+
+@pytest.mark.parametrize("event_type", sorted(t for t, _ in TYPES if t.startswith("order.")))
+def test_every_order_event_requires_its_shipping_charge(event_type):
+    # The order emails show it (svc_notify/templates); order_to_dict always sends it.
+    message = DOC["components"]["messages"][f"{event_type}.v1"]
+    data_schema = _resolve(message["payload"]["allOf"][1]["properties"]["data"]["$ref"])
+    while "$ref" in data_schema:
+        data_schema = _resolve(data_schema["$ref"])
+    assert "shipping" in data_schema["required"], event_type
+    data = order_event_data(status="PAID")
+    assert contract.violation(make_envelope("order", event_type, data)) is None
+    del data["shipping"]
+    problem = contract.violation(make_envelope("order", event_type, data))
+    assert problem and "'shipping' is a required property" in problem

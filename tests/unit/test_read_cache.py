@@ -24,6 +24,7 @@ from gateway.read_cache import (
     ReadCache,
     product_id_in,
     product_tag,
+    renewal_for_event,
     stock_tag,
     tags_for_event,
     tags_for_write,
@@ -105,6 +106,54 @@ def test_a_read_in_flight_during_an_invalidation_is_not_stored():
     store.invalidate([product_tag(PRODUCT)])  # a write lands meanwhile
     assert not store.put("one", b"old", None, [product_tag(PRODUCT)], generation)
     assert store.get("one") is None
+
+
+def _updated(version: int, **fields: Any) -> dict[str, Any]:
+    """A ``product.updated`` event's data: the product as getProduct shows it, and what
+    changed (svc_catalog/products.py)."""
+    return {
+        "id": PRODUCT,
+        "title": "New",
+        "version": version,
+        **fields,
+        "changed_fields": ["title"],
+    }
+
+
+def test_a_product_updated_event_renews_an_older_cached_product_instead_of_dropping_it():
+    store = cache()
+    key = f"getProduct /api/v1/products/{PRODUCT}?"
+    store.put(key, b'{"version":3}', '"3"', [product_tag(PRODUCT)], store.generation)
+    store.put("avail", b"{}", None, [stock_tag(PRODUCT), product_tag(PRODUCT)], store.generation)
+    in_flight = store.generation
+    renewal = renewal_for_event("product.updated", _updated(4))
+    store.invalidate(tags_for_event("product.updated", _updated(4)), renewal)
+    entry = store.get(key)
+    assert entry is not None and entry.etag == '"4"'
+    assert json.loads(entry.body) == {"id": PRODUCT, "title": "New", "version": 4}
+    assert entry.tags == (product_tag(PRODUCT),)
+    assert store.get("avail") is None, "what the event does not carry is dropped"
+    # A read that started before the event may hold version 3: it is not stored over it.
+    assert not store.put(key, b'{"version":3}', '"3"', [product_tag(PRODUCT)], in_flight)
+
+
+def test_an_event_older_than_the_cached_product_or_for_an_uncached_one_stores_nothing():
+    store = cache()
+    key = f"getProduct /api/v1/products/{PRODUCT}?"
+    store.put(key, b'{"version":5}', '"5"', [product_tag(PRODUCT)], store.generation)
+    late = _updated(4)
+    store.invalidate(
+        tags_for_event("product.updated", late), renewal_for_event("product.updated", late)
+    )
+    assert store.get(key) is None, "dropped as before: the next read asks the catalog"
+    store.invalidate([], renewal_for_event("product.updated", _updated(6)))
+    assert len(store) == 0, "a product nobody read here is not added"
+
+
+def test_only_product_updated_carries_a_renewal():
+    assert renewal_for_event("product.deleted", {"id": PRODUCT, "version": 2}) is None
+    assert renewal_for_event("product.created", {"id": PRODUCT, "version": 1}) is None
+    assert renewal_for_event("review.created", {"product_id": PRODUCT}) is None
 
 
 # --- what events and writes drop ---
@@ -237,6 +286,14 @@ def test_a_product_is_read_from_the_service_once(client, stubs):
     assert second.headers["content-type"] == "application/json"
     assert second.headers["cache-control"] == "public, no-cache"
     assert second.headers["x-request-id"]
+
+
+def test_a_renewal_is_the_answer_the_gateway_gives_byte_for_byte(client, stubs):
+    stubs.version = 7
+    answer = client.get(f"/api/v1/products/{PRODUCT}")
+    renewal = renewal_for_event("product.updated", {**answer.json(), "changed_fields": []})
+    assert renewal is not None
+    assert renewal.body == answer.content and renewal.etag == answer.headers["etag"]
 
 
 def test_if_none_match_is_answered_from_the_cache(client, stubs):
