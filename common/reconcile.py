@@ -9,9 +9,11 @@ A whole catalog is two grouped scans, and a repair moves only what differs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,19 @@ from sqlalchemy.orm import Session
 BUCKET_DIGITS = 2
 
 Digest = dict[str, dict[str, Any]]
+T = TypeVar("T")
+
+DRIFT = Gauge(
+    "bookstore_reconcile_drift",
+    "Rows a derived copy differed from its source by at the last reconciliation "
+    "(missing, extra or stale).",
+    ["copy"],
+)
+REPAIRED = Counter(
+    "bookstore_reconcile_repaired_total",
+    "Rows of a derived copy repaired by reconciliation.",
+    ["copy"],
+)
 
 
 def digest(session: Session, table: str, id_column: str, version_column: str, where: str) -> Digest:
@@ -37,7 +52,7 @@ def digest(session: Session, table: str, id_column: str, version_column: str, wh
 
 def versions(
     session: Session, table: str, id_column: str, version_column: str, where: str, bucket: str
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """``{id: version}`` of the rows of one bucket."""
     if len(bucket) != BUCKET_DIGITS or any(c not in "0123456789abcdef" for c in bucket):
         raise ValueError(f"not a bucket: {bucket!r}")
@@ -49,7 +64,7 @@ def versions(
         ),
         {"bucket": bucket},
     ).mappings()
-    return {row["id"]: int(row["version"]) for row in rows}
+    return {row["id"]: row["version"] for row in rows}
 
 
 def differing_buckets(source: Digest, copy: Digest) -> list[str]:
@@ -72,10 +87,16 @@ class Drift:
     def rows(self) -> int:
         return len(self.missing) + len(self.extra) + len(self.stale)
 
-    def add(self, source: dict[str, int], copy: dict[str, int]) -> None:
+    def add(self, source: dict[str, Any], copy: dict[str, Any], *, ordered: bool = True) -> None:
+        """One bucket's ids compared; ``ordered``: versions are counters (only an older
+        copy is stale), else fingerprints (any difference is)."""
         self.missing += sorted(set(source) - set(copy))
         self.extra += sorted(set(copy) - set(source))
-        self.stale += sorted(i for i in set(source) & set(copy) if copy[i] < source[i])
+        both = set(source) & set(copy)
+        if ordered:
+            self.stale += sorted(i for i in both if copy[i] < source[i])
+        else:
+            self.stale += sorted(i for i in both if copy[i] != source[i])
 
     def report(self) -> dict[str, Any]:
         return {
@@ -97,3 +118,53 @@ class Drift:
 
 def total(summary: Digest) -> int:
     return sum(bucket["count"] for bucket in summary.values())
+
+
+def compare(
+    source: Digest,
+    copy: Digest,
+    source_versions: Callable[[str], dict[str, Any]],
+    copy_versions: Callable[[str], dict[str, Any]],
+    *,
+    ordered: bool = True,
+) -> Drift:
+    """The drift between two sides given their digests, reading ids only in the buckets
+    that differ."""
+    drift = Drift(total(source), total(copy))
+    drift.buckets_differing = differing_buckets(source, copy)
+    for bucket in drift.buckets_differing:
+        drift.add(source_versions(bucket), copy_versions(bucket), ordered=ordered)
+    return drift
+
+
+def settle(copy: str, drift: Drift, repair: Callable[[Drift], int] | None) -> dict[str, Any]:
+    """Records ``drift`` in the metrics and, given ``repair`` (which returns how many
+    rows it repaired), repairs it; returns the report."""
+    DRIFT.labels(copy).set(drift.rows)
+    report = {"copy": copy, **drift.report(), "repaired": 0}
+    if repair is not None and drift.rows:
+        report["repaired"] = repair(drift)
+        REPAIRED.labels(copy).inc(report["repaired"])
+    return report
+
+
+def alone(session: Session, lock_key: int, work: Callable[[], T]) -> T | None:
+    """``work()`` under a session-level advisory lock, or None when another instance
+    holds it (one instance of a service reconciles at a time)."""
+    if not session.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key}):
+        return None
+    try:
+        return work()
+    finally:
+        session.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key})
+        session.commit()
+
+
+def due(last_run: dict[str, float], configured: Any, now: float, default: float = 600) -> bool:
+    """Whether a periodic reconciliation is due (``configured`` seconds apart, the
+    default when unset, 0 never), noting the run in ``last_run`` if so."""
+    interval = float(default if configured in (None, "") else configured)
+    if interval <= 0 or now - last_run.get("at", -interval) < interval:
+        return False
+    last_run["at"] = now
+    return True

@@ -352,33 +352,52 @@ def search_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``bookstore reconcile`` compares: copy -> (service, RPC method) (docs/decisions/0063,
+#: 0140, 0141).
+RECONCILED_COPIES = {
+    "search-index": ("search", "reconcile_index"),
+    "recommendation-inputs": ("search", "reconcile_purchases"),
+    "notify-recipients": ("notify", "reconcile_recipients"),
+}
+
+
 def reconcile(args: argparse.Namespace) -> int:
-    """Compares a derived copy with its source by counts and checksums per id range and
-    (unless --check) repairs it; exit 1 when drift remains (docs/decisions/0063)."""
+    """Compares derived copies with their sources by counts and checksums per id range and
+    (unless --check) repairs them; exit 1 when drift remains. ``--all`` does every copy:
+    a consumer that joins late is backfilled so (docs/decisions/0140)."""
     from common import context
     from common.config import service_config
     from gateway.rpc import RpcClient
 
+    if args.all == (args.copy is not None):
+        print("name one copy to reconcile, or --all", file=sys.stderr)
+        return 2
+    copies = list(RECONCILED_COPIES) if args.all else [args.copy]
     client = RpcClient(service_config("search")["AMQP_URI"], args.timeout)
+    remaining = 0
     try:
-        report = client.call(
-            "search",
-            "reconcile_index",
-            repair=not args.check,
-            context=context.CallContext(correlation_id=context.new_correlation_id()),
-        )
+        for copy in copies:
+            service, method = RECONCILED_COPIES[copy]
+            report = client.call(
+                service,
+                method,
+                repair=not args.check,
+                context=context.CallContext(correlation_id=context.new_correlation_id()),
+            )
+            print(
+                f"{copy}: {report['copy_rows']} rows, source {report['source_rows']}; "
+                f"{report['buckets_differing']} of 256 id ranges differ: "
+                f"{report['missing']} missing, {report['extra']} extra, "
+                f"{report['stale']} stale; {report['repaired']} repaired"
+            )
+            for kind, ids in report["examples"].items():
+                if ids:
+                    print(f"  {kind}: {', '.join(ids)}{' ...' if len(ids) == 5 else ''}")
+            drift = report["missing"] + report["extra"] + report["stale"]
+            remaining += max(0, drift - report["repaired"])
     finally:
         client.close()
-    print(
-        f"{args.copy}: {report['copy_rows']} rows, source {report['source_rows']}; "
-        f"{report['buckets_differing']} of 256 id ranges differ: {report['missing']} missing, "
-        f"{report['extra']} extra, {report['stale']} stale; {report['repaired']} repaired"
-    )
-    for kind, ids in report["examples"].items():
-        if ids:
-            print(f"  {kind}: {', '.join(ids)}{' ...' if len(ids) == 5 else ''}")
-    drift = report["missing"] + report["extra"] + report["stale"]
-    return 0 if report["repaired"] >= drift else 1
+    return 1 if remaining else 0
 
 
 def recommend_evaluate(args: argparse.Namespace) -> int:
@@ -515,7 +534,14 @@ def parser() -> argparse.ArgumentParser:
         "reconcile",
         help="compare a derived copy with its source and repair the drift",
     )
-    command.add_argument("copy", choices=["search-index"], help="the copy to reconcile")
+    command.add_argument(
+        "copy", nargs="?", choices=list(RECONCILED_COPIES), help="the copy to reconcile"
+    )
+    command.add_argument(
+        "--all",
+        action="store_true",
+        help="every copy, one after another (also backfills a consumer that joined late)",
+    )
     command.add_argument("--check", action="store_true", help="report only, repair nothing")
     command.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     command.set_defaults(handler=reconcile)

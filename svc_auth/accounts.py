@@ -60,6 +60,24 @@ def get_user(session: Session, user_id: str) -> dict[str, Any]:
     return user_to_dict(find_user(session, user_id))
 
 
+#: Most ids :func:`live_user_ids` takes in one call.
+MAX_IDS = 5000
+
+
+def live_user_ids(session: Session, user_ids: list[str]) -> list[str]:
+    """The ids among ``user_ids`` of accounts that exist and are not deleted (for the
+    copies other services keep of who a customer is: docs/decisions/0141)."""
+    if len(user_ids) > MAX_IDS:
+        raise InvalidInput(f"At most {MAX_IDS} ids per call.", {"user_ids": len(user_ids)})
+    ids = [parse_id(user_id, "user_id") for user_id in user_ids]
+    return [
+        str(user_id)
+        for user_id in session.scalars(
+            select(User.id).where(User.id.in_(ids), User.status != "deleted")
+        )
+    ]
+
+
 def register(session: Session, registration: dict[str, Any]) -> dict[str, Any]:
     """Creates a customer account (email unverified) and sends the verification token
     in ``user.registered``. A taken address gets the same answer, and its owner an

@@ -97,6 +97,12 @@ class AuthService:
             return accounts.get_user(session, user_id)
 
     @rpc(expected_exceptions=BookstoreError)
+    def live_user_ids(self, user_ids: list[str]) -> list[str]:
+        """The ids among ``user_ids`` of accounts that exist and are not deleted."""
+        with self.db.get_session() as session:
+            return accounts.live_user_ids(session, user_ids)
+
+    @rpc(expected_exceptions=BookstoreError)
     def update_profile(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         with self.db.get_session() as session:
             return accounts.update_profile(session, user_id, changes)

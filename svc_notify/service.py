@@ -8,12 +8,14 @@ and operators.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
-from common import deadletters
+from common import deadletters, reconcile
 from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
@@ -21,10 +23,12 @@ from common.db import check_database, database
 from common.errors import BookstoreError, NotFound
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_notify import erasure, notifications, preferences, webhooks
+from svc_notify import erasure, notifications, preferences, recipients, webhooks
 from svc_notify.dispatch import Dispatcher, backlog_health
 from svc_notify.models import Base, NotifyHandledEvent
 from svc_notify.notifications import CONSUMED
+
+log = logging.getLogger(__name__)
 
 
 def _call_timeout() -> float:
@@ -52,6 +56,26 @@ class RpcDirectory:
         return self._call(self._order.get_order, order_id)
 
 
+class RpcAccounts:
+    """auth's live accounts over RPC, in batches (svc_notify/recipients.py)."""
+
+    BATCH = 1000
+
+    def __init__(self, auth: Any) -> None:
+        self._auth = auth
+
+    def live(self, user_ids: list[str]) -> list[str]:
+        live: list[str] = []
+        for start in range(0, len(user_ids), self.BATCH):
+            batch = user_ids[start : start + self.BATCH]
+            live += call_with_timeout(self._auth.live_user_ids, batch, timeout=_call_timeout())
+        return live
+
+
+#: pg advisory lock held by the instance reconciling recipients.
+LOCK_KEY = 0x2071F1_0141
+
+
 def _consumes(method: Any) -> Any:
     """``@reliable_event_handler`` for every event type svc_notify consumes."""
     for source, event_types in CONSUMED.items():
@@ -69,6 +93,8 @@ class NotifyService(deadletters.DeadLetterAdmin):
     dispatcher = Dispatcher()
     auth = RpcProxy("auth")
     order = RpcProxy("order")
+    #: When this instance last reconciled (a dict: nameko makes a new instance per worker).
+    _last_reconciled: dict[str, float] = {}
 
     @rpc
     def ping(self) -> dict[str, Any]:
@@ -194,3 +220,30 @@ class NotifyService(deadletters.DeadLetterAdmin):
     def forget_handled_events(self) -> None:
         with self.db.get_session() as session:
             purge_handled(session, NotifyHandledEvent)
+
+    # -- reconciliation with auth (svc_notify/recipients.py) -------------------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reconcile_recipients(self, repair: bool = True) -> dict[str, Any]:
+        """Compares the people notify holds data of with auth's accounts and
+        (``repair``) forgets those auth deleted or never had."""
+        with self.db.get_session() as session:
+            return recipients.reconcile_recipients(session, RpcAccounts(self.auth), repair=repair)
+
+    @timer(interval=30)
+    def reconcile_when_due(self) -> None:
+        """Every NOTIFY_RECONCILE_INTERVAL seconds (0: never), one instance (an advisory
+        lock) forgets the deleted accounts whose event was missed."""
+        configured = self.dispatcher.config.get("NOTIFY_RECONCILE_INTERVAL")
+        if not reconcile.due(self._last_reconciled, configured, time.monotonic()):
+            return
+        with self.db.get_session() as session:
+            report = reconcile.alone(
+                session,
+                LOCK_KEY,
+                lambda: recipients.reconcile_recipients(
+                    session, RpcAccounts(self.auth), repair=True
+                ),
+            )
+        if report is not None and not report["in_sync"]:
+            log.warning("notify recipients drift repaired", extra={"reconcile": report})

@@ -18,7 +18,7 @@ from common.errors import BookstoreError, DependencyUnavailable, NotFound
 from common.events import OutboxRelay
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_order import carts, domain, orders
+from svc_order import carts, domain, orders, purchase_feed
 from svc_order.checkout import Checkout
 from svc_order.models import Base, OrderHandledEvent, OrderOutboxMessage
 
@@ -171,6 +171,27 @@ class OrderService(deadletters.DeadLetterAdmin):
             return orders.list_orders(
                 session, user_id=user_id, status=status, cursor=cursor, limit=limit
             )
+
+    # -- the purchases search's recommendations are built on (svc_order/purchase_feed.py) --
+
+    @rpc
+    def purchase_digest(self) -> dict[str, Any]:
+        """Orders that count as purchases (paid, not refunded): count and checksum of
+        their fingerprints per id range."""
+        with self.db.get_session() as session:
+            return purchase_feed.purchase_digest(session)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def purchase_fingerprints(self, bucket: str) -> dict[str, str]:
+        """``{order_id: fingerprint}`` of the purchases in one id range."""
+        with self.db.get_session() as session:
+            return purchase_feed.purchase_fingerprints(session, bucket)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def export_purchases(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        """The purchases among ``order_ids`` (user, paid_at, items); others are absent."""
+        with self.db.get_session() as session:
+            return purchase_feed.export_purchases(session, order_ids)
 
     @rpc(expected_exceptions=BookstoreError)
     def has_bought(self, user_id: str, product_id: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -25,18 +24,6 @@ COPY = "search_index"
 _LIVE = "NOT deleted"
 #: Books fetched from the catalog per call while repairing.
 FETCH_BATCH = 500
-
-DRIFT = Gauge(
-    "bookstore_reconcile_drift",
-    "Rows a derived copy differed from its source by at the last reconciliation "
-    "(missing, extra or stale).",
-    ["copy"],
-)
-REPAIRED = Counter(
-    "bookstore_reconcile_repaired_total",
-    "Rows of a derived copy repaired by reconciliation.",
-    ["copy"],
-)
 
 
 class CatalogFeed(Protocol):
@@ -54,17 +41,14 @@ def index_digest(session: Session) -> reconcile.Digest:
 
 
 def find_drift(session: Session, catalog: CatalogFeed) -> reconcile.Drift:
-    source, copy = catalog.digest(), index_digest(session)
-    drift = reconcile.Drift(reconcile.total(source), reconcile.total(copy))
-    drift.buckets_differing = reconcile.differing_buckets(source, copy)
-    for bucket in drift.buckets_differing:
-        drift.add(
-            catalog.versions(bucket),
-            reconcile.versions(
-                session, "search_documents", "product_id", "product_version", _LIVE, bucket
-            ),
-        )
-    return drift
+    return reconcile.compare(
+        catalog.digest(),
+        index_digest(session),
+        catalog.versions,
+        lambda bucket: reconcile.versions(
+            session, "search_documents", "product_id", "product_version", _LIVE, bucket
+        ),
+    )
 
 
 def reconcile_index(
@@ -75,14 +59,11 @@ def reconcile_index(
     repair: bool,
 ) -> dict[str, Any]:
     """Finds the drift and, if ``repair``, repairs it (committing); returns the report."""
-    drift = find_drift(session, catalog)
-    DRIFT.labels(COPY).set(drift.rows)
-    report = drift.report()
-    report["repaired"] = 0
-    if repair and drift.rows:
-        report["repaired"] = _repair(session, catalog, categories(), drift)
-        REPAIRED.labels(COPY).inc(report["repaired"])
-    return report
+    return reconcile.settle(
+        COPY,
+        find_drift(session, catalog),
+        (lambda drift: _repair(session, catalog, categories(), drift)) if repair else None,
+    )
 
 
 def _repair(

@@ -12,9 +12,9 @@ from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import text
 
 from common import deadletters
+from common import reconcile as common_reconcile
 from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
@@ -22,7 +22,7 @@ from common.db import check_database, database
 from common.errors import BookstoreError
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_search import indexing, recommend, reconcile
+from svc_search import indexing, purchases, recommend, reconcile
 from svc_search.engine import SearchEngine
 from svc_search.indexing import Category
 from svc_search.models import Base, SearchHandledEvent
@@ -102,7 +102,25 @@ class RpcCatalogFeed:
         return answer["items"]
 
 
-#: pg advisory lock held by the instance reconciling the index.
+class RpcOrderFeed:
+    """The order service's purchases by id range, over RPC (svc_search/purchases.py)."""
+
+    def __init__(self, order: Any) -> None:
+        self._order = order
+
+    def digest(self) -> dict[str, Any]:
+        return call_with_timeout(self._order.purchase_digest, timeout=_call_timeout() * 6)
+
+    def versions(self, bucket: str) -> dict[str, str]:
+        return call_with_timeout(self._order.purchase_fingerprints, bucket, timeout=_call_timeout())
+
+    def purchases(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        return call_with_timeout(
+            self._order.export_purchases, order_ids, timeout=_call_timeout() * 6
+        )
+
+
+#: pg advisory lock held by the instance reconciling the index and the purchases.
 LOCK_KEY = 0x5EA5C4_0063
 
 
@@ -115,6 +133,7 @@ class SearchService(deadletters.DeadLetterAdmin):
     engine = Engine()
     category_cache = CategoryCache()
     catalog = RpcProxy("catalog")
+    order = RpcProxy("order")
     config = Config()
     #: When this instance last reconciled (a dict: nameko makes a new instance per worker).
     _last_reconciled: dict[str, float] = {}
@@ -166,12 +185,26 @@ class SearchService(deadletters.DeadLetterAdmin):
     def reconcile_index(self, repair: bool = True) -> dict[str, Any]:
         """Compares the index with the catalog and (``repair``) repairs the drift."""
         with self.db.get_session() as session:
-            return reconcile.reconcile_index(
-                session,
-                RpcCatalogFeed(self.catalog),
-                lambda: fetch_categories(self.catalog),
-                repair=repair,
-            )
+            return self._reconcile_index(session, repair=repair)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reconcile_purchases(self, repair: bool = True) -> dict[str, Any]:
+        """Compares the recommendation inputs (what customers bought) with the order
+        service's paid orders and (``repair``) repairs the drift; a new instance's empty
+        inputs are backfilled so."""
+        with self.db.get_session() as session:
+            return self._reconcile_purchases(session, repair=repair)
+
+    def _reconcile_index(self, session: Any, *, repair: bool) -> dict[str, Any]:
+        return reconcile.reconcile_index(
+            session,
+            RpcCatalogFeed(self.catalog),
+            lambda: fetch_categories(self.catalog),
+            repair=repair,
+        )
+
+    def _reconcile_purchases(self, session: Any, *, repair: bool) -> dict[str, Any]:
+        return purchases.reconcile_purchases(session, RpcOrderFeed(self.order), repair=repair)
 
     # -- recommendations -------------------------------------------------------------------
 
@@ -332,25 +365,19 @@ class SearchService(deadletters.DeadLetterAdmin):
     @timer(interval=30)
     def reconcile_when_due(self) -> None:
         """Every SEARCH_RECONCILE_INTERVAL seconds (0: never), one instance (an advisory
-        lock) repairs what events missed."""
+        lock) repairs what events missed: the index, then the recommendation inputs."""
         configured = self.config.get("SEARCH_RECONCILE_INTERVAL")
-        interval = float(600 if configured in (None, "") else configured)
-        now = time.monotonic()
-        if interval <= 0 or now - self._last_reconciled.get("at", -interval) < interval:
+        if not common_reconcile.due(self._last_reconciled, configured, time.monotonic()):
             return
-        self._last_reconciled["at"] = now
         with self.db.get_session() as session:
-            if not session.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}):
-                return
-            try:
-                report = reconcile.reconcile_index(
-                    session,
-                    RpcCatalogFeed(self.catalog),
-                    lambda: fetch_categories(self.catalog),
-                    repair=True,
-                )
-            finally:
-                session.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
-                session.commit()
-        if not report["in_sync"]:
-            log.warning("search index drift repaired", extra={"reconcile": report})
+            reports = common_reconcile.alone(
+                session,
+                LOCK_KEY,
+                lambda: [
+                    self._reconcile_index(session, repair=True),
+                    self._reconcile_purchases(session, repair=True),
+                ],
+            )
+        for report in reports or ():
+            if not report["in_sync"]:
+                log.warning("%s drift repaired", report["copy"], extra={"reconcile": report})

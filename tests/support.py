@@ -9,12 +9,14 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
 from common.books import isbn13_check_digit
 from common.config import REPO_ROOT
 from common.pagination import MAX_LIMIT
+from ops.instance import INSTANCE_ENV
 from tests.harness import Platform
 
 PROBLEM_JSON = "application/problem+json"
@@ -187,6 +189,13 @@ def age_current_signing_key(platform: Platform) -> None:
         )
 
 
+def platform_instance(platform: Platform) -> str:
+    """The instance name (ops/instance.py) of a test platform: its vhost is
+    ``bookstore-<instance>`` and its databases ``bookstore_<instance>_<service>``."""
+    vhost = unquote(platform.amqp_uri.rsplit("/", 1)[1])
+    return vhost.removeprefix("bookstore-")
+
+
 def nameko_shell(
     platform: Platform, commands: str, *, amqp_uri_set: bool = True, **env: str
 ) -> str:
@@ -194,19 +203,19 @@ def nameko_shell(
     says (``--config ops/shell.yaml``, the broker from ``AMQP_URI``), as an operator
     types them; returns what it printed. The shell stops at the first command that
     raises (nameko's console does when its input is not a terminal).
-    ``amqp_uri_set=False``: with ``AMQP_URI`` unset, as on a developer's machine (the
-    shell then uses ops/shell.yaml's local default)."""
+    ``amqp_uri_set=False``: with ``AMQP_URI`` unset, as on a developer's machine, where
+    ``ops.nameko_cli`` finds the platform by its instance (``BOOKSTORE_INSTANCE``, from
+    ``.env.local`` after ``bin/run``; here the test platform's, which is named the same
+    way: ops/instance.py) and otherwise uses ops/shell.yaml's local default."""
+    environ = {name: value for name, value in os.environ.items() if name != "AMQP_URI"}
+    if amqp_uri_set:
+        environ["AMQP_URI"] = platform.amqp_uri
+    else:
+        environ[INSTANCE_ENV] = platform_instance(platform)
     completed = subprocess.run(
         [sys.executable, "-m", "ops.nameko_cli", "shell", "--config", str(SHELL_CONFIG)],
         input=commands,
-        env=(
-            {**os.environ, "AMQP_URI": platform.amqp_uri, **env}
-            if amqp_uri_set
-            else {
-                **{name: value for name, value in os.environ.items() if name != "AMQP_URI"},
-                **env,
-            }
-        ),
+        env={**environ, **env},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

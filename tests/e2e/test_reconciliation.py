@@ -1,17 +1,28 @@
-"""Reconciliation of the search index with the catalog (svc_search/reconcile.py,
-docs/decisions/0063): ``index_status`` tells the truth about drift, and ``bookstore
-reconcile search-index`` finds a deliberately deleted index row, a stale one and one the
-catalog withdrew without an event, and repairs them."""
+"""Reconciliation of derived copies with their sources (common/reconcile.py):
+
+- the search index with the catalog (svc_search/reconcile.py, docs/decisions/0063):
+  ``index_status`` tells the truth about drift, and ``bookstore reconcile search-index``
+  finds a deliberately deleted index row, a stale one and one the catalog withdrew
+  without an event, and repairs them;
+- the recommendation inputs with the order service's paid orders (svc_search/purchases.py,
+  0140): lost, altered and refunded-without-an-event purchases are found and repaired,
+  and a consumer that joins with nothing is backfilled by ``bookstore reconcile --all``;
+- notify's recipients with auth's accounts (svc_notify/recipients.py, 0141): an account
+  deleted while its ``user.deleted`` was lost, and a person auth never had, are forgotten
+  as the event would have (waiting messages skipped, addresses scrubbed).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 
 from sqlalchemy import text
 
 from common.config import REPO_ROOT
+from tests.e2e.test_refunds_and_async_payments import paid_order, refund
 from tests.support import eventually
 
 
@@ -22,7 +33,7 @@ def _status(platform) -> dict:
 
 def _cli(platform, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ops.cli", "reconcile", "search-index", *args],
+        [sys.executable, "-m", "ops.cli", "reconcile", *args],
         env={**os.environ, "AMQP_URI": platform.amqp_uri},
         cwd=REPO_ROOT,
         capture_output=True,
@@ -77,11 +88,11 @@ def test_drift_is_reported_and_repaired(api):
     }
     assert status["catalog"]["examples"]["missing"] == [lost["id"]]
 
-    checked = _cli(platform, "--check")
+    checked = _cli(platform, "search-index", "--check")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "1 missing, 1 extra, 1 stale; 0 repaired" in checked.stdout
 
-    repaired = _cli(platform)
+    repaired = _cli(platform, "search-index")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "3 repaired" in repaired.stdout
 
@@ -91,3 +102,171 @@ def test_drift_is_reported_and_repaired(api):
         item["title"] for item in api.get("/search", params={"q": "Reconciled"}).json()["items"]
     }
     assert titles == {lost["title"], stale["title"], kept["title"]}
+
+
+def _rows(platform, service: str, statement: str, **params) -> list:
+    with platform.engine(service).connect() as connection:
+        return [tuple(row) for row in connection.execute(text(statement), params)]
+
+
+def _purchases(platform, repair: bool = False) -> dict:
+    with platform.rpc(timeout=60) as rpc:
+        return rpc.search.reconcile_purchases(repair=repair)
+
+
+def _interactions(platform, order_id: str) -> list:
+    return _rows(
+        platform,
+        "search",
+        "SELECT CAST(product_id AS text), quantity FROM interactions WHERE order_id = :id",
+        id=order_id,
+    )
+
+
+def test_recommendation_inputs_drift_is_reported_and_repaired(api):
+    platform = api.platform
+    (lost_book, _, lost), (altered_book, _, altered), (_, _, refunded), (_, _, kept) = (
+        paid_order(api) for _ in range(4)
+    )
+    assert refund(api, refunded["id"]).json()["status"] == "REFUNDED"
+
+    def recorded() -> dict:
+        report = _purchases(platform)
+        assert report["in_sync"] is True and report["copy_rows"] == 3, report
+        return report
+
+    eventually(recorded)
+    assert _interactions(platform, lost["id"]) == [(lost_book["id"], 1)]
+
+    # A purchase's rows lost, one altered, and a refund whose event never arrived.
+    _execute(platform, "search", "DELETE FROM interactions WHERE order_id = :id", id=lost["id"])
+    _execute(
+        platform,
+        "search",
+        "UPDATE interactions SET quantity = 7 WHERE order_id = :id",
+        id=altered["id"],
+    )
+    _execute(
+        platform,
+        "search",
+        "INSERT INTO interactions (order_id, product_id, user_id, quantity, occurred_at) "
+        "VALUES (:id, :product, :user, 1, now())",
+        id=refunded["id"],
+        product=str(uuid.uuid4()),
+        user=refunded["user_id"],
+    )
+
+    checked = _cli(platform, "recommendation-inputs", "--check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "1 missing, 1 extra, 1 stale; 0 repaired" in checked.stdout
+    assert f"missing: {lost['id']}" in checked.stdout
+
+    repaired = _cli(platform, "recommendation-inputs")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "3 repaired" in repaired.stdout
+    assert _purchases(platform)["in_sync"] is True
+    assert _interactions(platform, lost["id"]) == [(lost_book["id"], 1)]
+    assert _interactions(platform, altered["id"]) == [(altered_book["id"], 1)]
+    assert _interactions(platform, refunded["id"]) == []
+    assert len(_interactions(platform, kept["id"])) == 1
+
+
+def test_a_consumer_that_joins_late_is_backfilled_from_the_owners_data(api):
+    """As a new consumer would be: its queues declared (bookstore declare-topology), its
+    derived tables empty of everything before, then ``reconcile --all``."""
+    platform = api.platform
+    orders = [paid_order(api)[2] for _ in range(2)]
+    eventually(lambda: _assert_recorded(platform, 2))
+    _execute(platform, "search", "DELETE FROM interactions")
+    _execute(platform, "search", "DELETE FROM search_documents")
+
+    backfilled = _cli(platform, "--all")
+    assert backfilled.returncode == 0, backfilled.stdout + backfilled.stderr
+    lines = backfilled.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == [
+        "search-index",
+        "recommendation-inputs",
+        "notify-recipients",
+    ]
+    assert "recommendation-inputs: 0 rows, source 2;" in backfilled.stdout
+    assert "2 missing, 0 extra, 0 stale; 2 repaired" in backfilled.stdout
+    for order in orders:
+        assert len(_interactions(platform, order["id"])) == 1
+    assert _status(platform)["status"] == "ok"
+    assert _cli(platform, "--all", "--check").returncode == 0
+
+    refused = _cli(platform)
+    assert refused.returncode == 2 and "name one copy" in refused.stderr
+
+
+def _assert_recorded(platform, orders: int) -> None:
+    assert _purchases(platform)["copy_rows"] == orders
+
+
+def test_notify_forgets_an_account_whose_deletion_it_never_heard_of(api):
+    platform = api.platform
+    kept, _ = platform.new_customer()
+    deleted, _ = platform.new_customer()
+    stranger = str(uuid.uuid4())
+
+    def emailed(user: dict) -> None:
+        assert _rows(
+            platform,
+            "notify",
+            "SELECT 1 FROM deliveries WHERE user_id = :id AND recipient = :email",
+            id=user["id"],
+            email=user["email"],
+        )
+
+    for user in (kept, deleted):
+        eventually(lambda user=user: emailed(user))
+    # Deleted in auth without its event reaching notify, which still waits to write to them;
+    # and preferences of someone auth never had.
+    _execute(
+        platform,
+        "auth",
+        "UPDATE users SET status = 'deleted', deleted_at = now() WHERE id = :id",
+        id=deleted["id"],
+    )
+    _execute(
+        platform,
+        "notify",
+        "INSERT INTO deliveries (id, channel, event_id, event_type, user_id, recipient, "
+        "template, content, status, attempts, next_attempt_at) VALUES (:id, 'email', :event, "
+        "'order.shipped', :user, :email, 'order_shipped', CAST('{\"subject\": \"x\"}' AS jsonb), "
+        "'pending', 1, now() + interval '1 day')",
+        id=str(uuid.uuid4()),
+        event=str(uuid.uuid4()),
+        user=deleted["id"],
+        email=deleted["email"],
+    )
+    _execute(
+        platform,
+        "notify",
+        "INSERT INTO preferences (user_id, email, sms) VALUES (:id, true, false)",
+        id=stranger,
+    )
+
+    checked = _cli(platform, "notify-recipients", "--check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "0 missing, 2 extra, 0 stale; 0 repaired" in checked.stdout
+    extra_line = next(line for line in checked.stdout.splitlines() if "extra:" in line)
+    assert deleted["id"] in extra_line and stranger in extra_line, checked.stdout
+
+    repaired = _cli(platform, "notify-recipients")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "2 repaired" in repaired.stdout
+    left = _rows(
+        platform,
+        "notify",
+        "SELECT status, recipient FROM deliveries WHERE user_id = :id AND channel = 'email'",
+        id=deleted["id"],
+    )
+    assert left and all(recipient is None for _, recipient in left), left
+    assert ("skipped", None) in left, "the waiting email is never sent"
+    assert (
+        _rows(platform, "notify", "SELECT 1 FROM preferences WHERE user_id = :id", id=stranger)
+        == []
+    )
+    emailed(kept)
+    assert _cli(platform, "notify-recipients", "--check").returncode == 0

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from common import deadletters
 from common.config import REPO_ROOT, SERVICE_PACKAGES
 from common.events import EnvelopePublisher, make_envelope
+from ops.instance import INSTANCE_ENV
 from tests.e2e.test_checkout import checkout, fill, shopper, stock, stocked_book
 from tests.e2e.test_notifications import publish
 from tests.support import (
@@ -110,19 +111,31 @@ def runbook_blocks() -> dict[str, str]:
     return blocks
 
 
-def run_runbook(platform, names: tuple[str, ...], **example_ids: str) -> str:
+def run_runbook(
+    platform, names: tuple[str, ...], *, amqp_uri_set: bool = False, **example_ids: str
+) -> str:
     """Types the named blocks into one shell session; a blank line after each ends any
-    compound statement, as it does at an interactive prompt."""
+    compound statement, as it does at an interactive prompt. As the runbook's reader
+    runs them by default: ``AMQP_URI`` unset, the shell finding the platform by its
+    instance (docs/operations.md section 1)."""
     blocks = runbook_blocks()
     commands = "".join(blocks[name] + "\n" for name in names)
     for example, real in example_ids.items():
         commands = commands.replace(example, real)
-    return nameko_shell(platform, commands)
+    return nameko_shell(platform, commands, amqp_uri_set=amqp_uri_set)
 
 
 def test_every_runbook_command_is_run_by_a_test():
     run = {name for session in SESSIONS for name in session}
     assert set(runbook_blocks()) == run
+
+
+def test_every_session_runs_with_amqp_uri_unset_and_a_read_only_one_with_it_set(api):
+    # Every test below runs its blocks with AMQP_URI unset (run_runbook's default); with
+    # it set, the shell reaches the same platform the same way.
+    output = run_runbook(api.platform, ("setup", "health"), amqp_uri_set=True)
+    for service in SERVICE_PACKAGES:
+        assert f"'{service}': {{'service': '{service}', 'status': 'ok'" in output
 
 
 def login(api, email: str) -> requests.Response:
@@ -323,14 +336,14 @@ def test_operator_lists_and_replays_a_dead_lettered_event(api):
     eventually(lambda: _parked(api, poison["id"], times=2))
 
 
-def test_the_dead_letter_listing_without_the_service_runs_with_amqp_uri_unset(platform):
-    """The runbook presents an unset AMQP_URI as the normal local case: the shell then
+def test_the_dead_letter_listing_without_the_service_runs_with_no_broker_setting_at_all(platform):
+    """Neither AMQP_URI nor an instance (a checkout where bin/run never ran): the shell
     uses ops/shell.yaml's default broker, and so does the block (it once read
     os.environ["AMQP_URI"] and failed with a KeyError)."""
     commands = "".join(
         runbook_blocks()[name] + "\n" for name in ("setup", "dead-letters-without-the-service")
     )
-    output = nameko_shell(platform, commands, amqp_uri_set=False)
+    output = nameko_shell(platform, commands, amqp_uri_set=False, **{INSTANCE_ENV: ""})
     # (The shell's banner mentions typed errors: look for a raised one, not the word.)
     assert "Traceback" not in output and "Error:" not in output, output
     assert "127.0.0.1:5672" in output, "the shell says which broker it uses"

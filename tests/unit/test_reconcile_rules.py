@@ -24,3 +24,9 @@ def test_drift_names_missing_extra_and_stale_rows():
     ahead = reconcile.Drift()
     ahead.add({"a": 1}, {"a": 2})
     assert ahead.rows == 0 and ahead.report()["in_sync"] is True
+
+
+def test_with_fingerprints_any_difference_is_stale():
+    drift = reconcile.Drift()
+    drift.add({"a": "f1", "b": "f2"}, {"a": "f1", "b": "f0", "c": "f3"}, ordered=False)
+    assert (drift.missing, drift.extra, drift.stale) == ([], ["c"], ["b"])
