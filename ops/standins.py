@@ -93,9 +93,10 @@ def wait_for_local_aws(endpoint: str, process: ManagedProcess, timeout: float = 
             time.sleep(0.3)
 
 
-def prepare_local_aws(endpoint: str, sender: str) -> str:
+def prepare_local_aws(endpoint: str, sender: str, image_bucket: str) -> str:
     """The bridge's bus, a rule sending every bookstore event to a queue, the sender's
-    identity verified for SES; returns the queue's URL."""
+    identity verified for SES, the catalog's image bucket; returns the queue's URL."""
+    aws_client("s3", endpoint).create_bucket(Bucket=image_bucket)
     events, sqs = aws_client("events", endpoint), aws_client("sqs", endpoint)
     events.create_event_bus(Name=EVENT_BUS)
     queue_url = sqs.create_queue(QueueName=MIRROR_QUEUE)["QueueUrl"]
