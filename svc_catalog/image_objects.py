@@ -127,8 +127,20 @@ def delete_unused_objects(
     return deleted
 
 
+#: How long a confirmed upload is remembered after its form expired (a confirmation
+#: repeated meanwhile, after a timeout say, answers with the image it made).
+CONFIRMED_UPLOADS_KEPT = timedelta(days=1)
+
+
 def expired_uploads(session: Session, now: datetime, limit: int = 100) -> int:
-    """Uploads never confirmed: their objects are scheduled for deletion, rows dropped."""
+    """Uploads never confirmed: their objects are scheduled for deletion, rows dropped.
+    Confirmed uploads are forgotten a day after their form expired."""
+    session.execute(
+        delete(ImageUpload).where(
+            ImageUpload.image_id.is_not(None),
+            ImageUpload.expires_at <= now - CONFIRMED_UPLOADS_KEPT,
+        )
+    )
     stale = session.scalars(
         select(ImageUpload)
         .where(ImageUpload.image_id.is_(None), ImageUpload.expires_at <= now)

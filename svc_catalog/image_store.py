@@ -9,6 +9,8 @@ Presigning (the upload form, private-bucket URLs) is computed locally: no reques
 from __future__ import annotations
 
 import functools
+import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +27,9 @@ from svc_catalog.image_rules import StoredObject
 
 #: Content-addressed objects never change: caches may keep them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
+#: Presigned GETs kept for reuse (per process). botocore takes a millisecond or more to
+#: presign one, and a page of products shows dozens.
+MAX_CACHED_URLS = 10_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class ImageStore:
                 retries={"max_attempts": 3, "mode": "standard"},
             ),
         )
+        self._urls: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def upload_form(self, key: str, content_type: str, max_bytes: int) -> dict[str, Any]:
         """A presigned POST: the client may write exactly ``key``, with exactly this
@@ -90,13 +96,26 @@ class ImageStore:
         )
 
     def url(self, key: str) -> str:
+        """The public URL, or a presigned GET reused for the first half of its lifetime
+        (so a URL handed out is valid for at least half of it, and browsers see the same
+        URL, and cache the image, across reads)."""
         if self.settings.public_base_url:
             return f"{self.settings.public_base_url}/{key}"
-        return self.client.generate_presigned_url(
+        now = time.monotonic()
+        cached = self._urls.get(key)
+        if cached is not None and cached[1] > now:
+            self._urls.move_to_end(key)
+            return cached[0]
+        url = self.client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.settings.bucket, "Key": key},
             ExpiresIn=self.settings.url_expiry_seconds,
         )
+        self._urls[key] = (url, now + self.settings.url_expiry_seconds / 2)
+        self._urls.move_to_end(key)
+        while len(self._urls) > MAX_CACHED_URLS:
+            self._urls.popitem(last=False)
+        return url
 
     def size(self, key: str) -> int | None:
         """The object's size, or None when there is no such object."""

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from common.errors import InvalidInput
-from svc_catalog import image_rules
+from svc_catalog import image_rules, image_store
 from svc_catalog.image_store import ImageSettings, ImageStore
 from tests.outside import AWS_TEST_ENV
 
@@ -197,3 +197,26 @@ def test_urls_come_from_the_public_base_or_are_presigned(test_credentials):
     url = private.url("images/a.webp")
     assert url.startswith("http://127.0.0.1:9/images/images/a.webp?")
     assert "X-Amz-Signature=" in url and "X-Amz-Expires=3600" in url
+    # Reused while it has more than half its life left, so pages of products stay cheap.
+    assert private.url("images/a.webp") == url
+    assert private.url("images/b.webp") != url
+
+
+def test_presigned_urls_are_renewed_after_half_their_life(test_credentials, monkeypatch):
+    store = ImageStore(settings(url_expiry_seconds=60))
+    clock = [1000.0]
+    monkeypatch.setattr(image_store.time, "monotonic", lambda: clock[0])
+    presign = store.client.generate_presigned_url
+    presigned = []
+    monkeypatch.setattr(
+        store.client,
+        "generate_presigned_url",
+        lambda *args, **kwargs: presigned.append(args) or presign(*args, **kwargs),
+    )
+    store.url("images/a.webp")
+    clock[0] += 29
+    store.url("images/a.webp")
+    assert len(presigned) == 1
+    clock[0] += 2
+    store.url("images/a.webp")
+    assert len(presigned) == 2
