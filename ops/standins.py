@@ -1,9 +1,9 @@
 """Local stand-ins for what ``bin/run`` cannot reach from a developer's machine
 (docs/decisions/0090): AWS (moto in server mode: EventBridge for the bridge, SES and SNS
-for notify) with an EventBridge rule that copies every bookstore event to an SQS queue
-(``bookstore events`` reads it), and a mail catcher (ops/mailcatcher.py, ``bookstore
-mail``). Each is started only when the environment does not point somewhere else
-(``AWS_ENDPOINT_URL``; ``NOTIFY_SMTP_HOST``/``NOTIFY_SMTP_PORT``).
+for notify, S3 for the catalog's images) with an EventBridge rule that copies every
+bookstore event to an SQS queue (``bookstore events`` reads it), and a mail catcher
+(ops/mailcatcher.py, ``bookstore mail``). Each is started only when the environment does
+not point somewhere else (``AWS_ENDPOINT_URL``; ``NOTIFY_SMTP_HOST``/``NOTIFY_SMTP_PORT``).
 """
 
 from __future__ import annotations
