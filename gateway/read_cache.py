@@ -275,7 +275,13 @@ def product_id_in(path: str) -> str:
 def tags_for_write(operation_id: str, path: str) -> list[str]:
     """What a write through this gateway changes (read-your-writes, before the event)."""
     product_id = product_id_in(path)
-    if operation_id in ("updateProduct", "deleteProduct"):
+    if operation_id in (
+        "updateProduct",
+        "deleteProduct",
+        "confirmImageUpload",
+        "reorderProductImages",
+        "deleteProductImage",
+    ):
         return [product_tag(product_id), stock_tag(product_id), LISTS]
     if operation_id == "setStock":
         return [stock_tag(product_id), LISTS]

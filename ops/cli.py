@@ -1,5 +1,5 @@
 """``bookstore``: the operator's command line (migrate, declare-topology, seed,
-create-admin, run, sdk), and
+create-admin, run, sdk, images-orphans...), and
 the entry points of the container image (run-service, gateway, ping)."""
 
 from __future__ import annotations
@@ -400,6 +400,32 @@ def reconcile(args: argparse.Namespace) -> int:
     return 1 if remaining else 0
 
 
+def images_orphans(args: argparse.Namespace) -> int:
+    """Objects in the image bucket that no image, open upload or scheduled deletion
+    refers to (left by a confirmation that failed after storing): listed, or deleted
+    with --delete (docs/decisions/0160)."""
+    from common.db import utcnow
+    from common.errors import DependencyUnavailable
+    from svc_catalog import image_store
+    from svc_catalog.image_objects import orphans
+
+    store = image_store.current()
+    count = 0
+    try:
+        with _session("catalog") as session:
+            for key in orphans(session, store, utcnow()):
+                if args.delete:
+                    store.delete(key)
+                print(f"{'deleted' if args.delete else 'orphan'}: {key}")
+                count += 1
+    except DependencyUnavailable as error:
+        print(f"error: bucket {store.settings.bucket}: {error}", file=sys.stderr)
+        return 1
+    verb = "deleted" if args.delete else "found (delete them with --delete)"
+    print(f"images: {count} orphaned objects {verb} in bucket {store.settings.bucket}")
+    return 0
+
+
 def recommend_evaluate(args: argparse.Namespace) -> int:
     """Leave-last-out HR@10 and NDCG@10 of the recommender against popularity, on a
     generated data set and on the shop's own purchases."""
@@ -545,6 +571,12 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--check", action="store_true", help="report only, repair nothing")
     command.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     command.set_defaults(handler=reconcile)
+
+    command = commands.add_parser(
+        "images-orphans", help="list (or --delete) image objects nothing refers to"
+    )
+    command.add_argument("--delete", action="store_true", help="delete them, too")
+    command.set_defaults(handler=images_orphans)
 
     command = commands.add_parser(
         "recommend-evaluate",

@@ -166,13 +166,15 @@ def _start_standins(env: dict[str, str], started: list[ManagedProcess]) -> None:
     if not os.environ.get("AWS_ENDPOINT_URL"):
         port = standins.free_port()
         aws = standins.local_aws_process(port, LOG_DIR)
-        print("  starting a local AWS (moto: EventBridge, SES, SNS)...", flush=True)
+        print("  starting a local AWS (moto: EventBridge, SES, SNS, S3)...", flush=True)
         aws.start()
         started.append(aws)
         endpoint = f"http://127.0.0.1:{port}"
         standins.wait_for_local_aws(endpoint, aws)
         sender = parseaddr(str(service_config("notify")["NOTIFY_EMAIL_FROM"]))[1]
-        state["mirror_queue"] = standins.prepare_local_aws(endpoint, sender)
+        state["mirror_queue"] = standins.prepare_local_aws(
+            endpoint, sender, str(service_config("catalog")["CATALOG_IMAGES_BUCKET"])
+        )
         state["aws_endpoint"] = endpoint
         env.update(
             {**standins.LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": endpoint},

@@ -1,9 +1,9 @@
 """Local stand-ins for what ``bin/run`` cannot reach from a developer's machine
 (docs/decisions/0090): AWS (moto in server mode: EventBridge for the bridge, SES and SNS
-for notify) with an EventBridge rule that copies every bookstore event to an SQS queue
-(``bookstore events`` reads it), and a mail catcher (ops/mailcatcher.py, ``bookstore
-mail``). Each is started only when the environment does not point somewhere else
-(``AWS_ENDPOINT_URL``; ``NOTIFY_SMTP_HOST``/``NOTIFY_SMTP_PORT``).
+for notify, S3 for the catalog's images) with an EventBridge rule that copies every
+bookstore event to an SQS queue (``bookstore events`` reads it), and a mail catcher
+(ops/mailcatcher.py, ``bookstore mail``). Each is started only when the environment does
+not point somewhere else (``AWS_ENDPOINT_URL``; ``NOTIFY_SMTP_HOST``/``NOTIFY_SMTP_PORT``).
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def wait_for_local_aws(endpoint: str, process: ManagedProcess, timeout: float = 
             time.sleep(0.3)
 
 
-def prepare_local_aws(endpoint: str, sender: str) -> str:
+def prepare_local_aws(endpoint: str, sender: str, image_bucket: str) -> str:
     """The bridge's bus, a rule sending every bookstore event to a queue, the sender's
-    identity verified for SES; returns the queue's URL."""
+    identity verified for SES, the catalog's image bucket; returns the queue's URL."""
+    aws_client("s3", endpoint).create_bucket(Bucket=image_bucket)
     events, sqs = aws_client("events", endpoint), aws_client("sqs", endpoint)
     events.create_event_bus(Name=EVENT_BUS)
     queue_url = sqs.create_queue(QueueName=MIRROR_QUEUE)["QueueUrl"]

@@ -76,6 +76,67 @@ class Product(Timestamps, Base):
     # concurrent edits cannot silently overwrite each other.
     __mapper_args__ = {"version_id_col": version}
 
+    #: In display order; the first is the primary image. Loaded with the product (one
+    #: query per page of products, not one per product).
+    images: Mapped[list[ProductImage]] = relationship(
+        order_by="ProductImage.position", lazy="selectin", viewonly=True
+    )
+
+
+class ProductImage(Base):
+    """One image of a product: the original and its thumbnails, stored in the bucket
+    under content-addressed keys (``objects``: variant name -> key)."""
+
+    __tablename__ = "product_images"
+    __table_args__ = (
+        Index("ix_product_images_product", "product_id", "position"),
+        # "Does anything still use this object?" (deletions, orphans) without a scan.
+        Index("ix_product_images_object_keys", "object_keys", postgresql_using="gin"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"))
+    #: 0 is the primary image.
+    position: Mapped[int] = mapped_column(Integer)
+    #: sha256 of the original's bytes (hex).
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    byte_size: Mapped[int] = mapped_column(Integer)
+    objects: Mapped[dict[str, Any]] = mapped_column()
+    #: The values of ``objects``, indexed.
+    object_keys: Mapped[list[str]] = mapped_column(ARRAY(String(300)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ImageUpload(Base):
+    """An upload an administrator asked for: the one key the presigned form lets the
+    client write, and the content type it promised. Confirming it attaches an image."""
+
+    __tablename__ = "image_uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), index=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    content_type: Mapped[str] = mapped_column(String(20))
+    max_bytes: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: Set when confirmed: a second confirmation answers with the same image.
+    image_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ImageObjectDeletion(Base):
+    """A bucket object to delete once nothing refers to it, written in the transaction
+    that stopped referring to it: the deletion happens after the commit, and a crash
+    (or S3 being away) only delays it (svc_catalog/images.py, ``delete_unused_objects``)."""
+
+    __tablename__ = "image_object_deletions"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
 
 class StockLevel(Base):
     """Stock of one product. Available = on hand - reserved; the constraints make a

@@ -21,8 +21,9 @@ from common.db import isoformat, new_id, parse_id, utcnow
 from common.errors import Conflict, InvalidParameter, NotFound, PreconditionFailed
 from common.money import money, validate_currency
 from common.pagination import cursor_id, decode_cursor, encode_cursor, page, validate_limit
-from svc_catalog import domain
+from svc_catalog import domain, image_store
 from svc_catalog.categories import category_and_descendants, require_category
+from svc_catalog.image_objects import discard_product_images, images_of
 from svc_catalog.models import Product, outbox
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ SORTS: dict[str, tuple[Any, bool]] = {
     "-created_at": (Product.created_at, True),
 }
 FILTERS = frozenset({"category_id", "author", "price_min", "price_max"}) & BOOK_FILTERS
-# Fields that change with every write, whatever was written.
-VERSION_FIELDS = frozenset({"version", "updated_at"})
+# Fields that change with every write, whatever was written; and the images, which a
+# merge patch never changes (their presigned URLs differ from one second to the next).
+VERSION_FIELDS = frozenset({"version", "updated_at", "images", "image_url"})
 
 
 def product_to_dict(product: Product) -> dict[str, Any]:
+    images, image_url = images_of(product, image_store.current())
     return {
         "id": str(product.id),
         "isbn13": product.isbn13,
@@ -53,6 +56,8 @@ def product_to_dict(product: Product) -> dict[str, Any]:
         "publication_year": product.publication_year,
         "dimensions_mm": list(product.dimensions_mm) if product.dimensions_mm else None,
         "attributes": dict(product.attributes or {}),
+        "image_url": image_url,
+        "images": images,
         "version": product.version,
         "created_at": isoformat(product.created_at),
         "updated_at": isoformat(product.updated_at),
@@ -81,7 +86,7 @@ def product_fields(session: Session, book: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_product(session: Session, product_id: str) -> dict[str, Any]:
-    return product_to_dict(_live_product(session, product_id))
+    return product_to_dict(live_product(session, product_id))
 
 
 def create_product(session: Session, book: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +108,7 @@ def update_product(
     """Applies a JSON merge patch. A patch that changes nothing bumps no version and
     announces nothing."""
     schemas.validate("ProductUpdate", changes)
-    product = _live_product(session, product_id, for_update=True, expected_version=expected_version)
+    product = live_product(session, product_id, for_update=True, expected_version=expected_version)
     before = product_to_dict(product)
     fields = product_fields(session, domain.merge_patch(before, changes))
     changed_columns = [name for name, value in fields.items() if getattr(product, name) != value]
@@ -123,10 +128,15 @@ def update_product(
 
 
 def delete_product(session: Session, product_id: str, expected_version: int | None = None) -> None:
-    """Withdraws a book: it disappears from reads and lists; the row stays for history."""
-    product = _live_product(session, product_id, for_update=True, expected_version=expected_version)
-    product.deleted_at = utcnow()
+    """Withdraws a book: it disappears from reads and lists; the row stays for history.
+    Its images go, their objects after the commit (svc_catalog/image_objects.py)."""
+    product = live_product(session, product_id, for_update=True, expected_version=expected_version)
+    product.deleted_at = now = utcnow()
+    discard_product_images(
+        session, product, now, image_store.current().settings.delete_grace_seconds
+    )
     session.flush()
+    session.expire(product, ["images"])
     session.refresh(product)
     outbox.add(
         session,
@@ -200,7 +210,7 @@ def _cursor_value(sort: str, raw: Any) -> Any:
     raise InvalidParameter("The cursor is not valid.", {"parameter": "cursor"})
 
 
-def _live_product(
+def live_product(
     session: Session,
     product_id: str,
     *,

@@ -15,7 +15,8 @@ from common.events import OutboxRelay
 from common.idempotency import purge_expired, run_once
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_catalog import categories, inventory, products, reviews, search_feed
+from svc_catalog import categories, image_objects, images, inventory, products, reviews, search_feed
+from svc_catalog.image_store import ImageStorage
 from svc_catalog.models import Base, CatalogIdempotencyKey, CatalogOutboxMessage
 
 
@@ -27,6 +28,7 @@ class CatalogService:
     metrics = ServiceMetrics()
     outbox_relay = OutboxRelay(Base, CatalogOutboxMessage)
     orders = RpcProxy("order")
+    image_store = ImageStorage()
 
     @rpc
     def ping(self) -> dict[str, Any]:
@@ -77,6 +79,28 @@ class CatalogService:
     def delete_product(self, product_id: str, expected_version: int | None = None) -> None:
         with self.db.get_session() as session:
             products.delete_product(session, product_id, expected_version)
+
+    # -- product images (administrators; the bytes go straight to S3) ---------------------
+
+    @rpc(expected_exceptions=BookstoreError)
+    def request_image_upload(self, product_id: str, content_type: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return images.request_upload(session, self.image_store, product_id, content_type)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def confirm_image_upload(self, product_id: str, key: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return images.confirm_upload(session, self.image_store, product_id, key)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def reorder_product_images(self, product_id: str, image_ids: list[str]) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return images.reorder_images(session, product_id, image_ids)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def delete_product_image(self, product_id: str, image_id: str) -> dict[str, Any]:
+        with self.db.get_session() as session:
+            return images.delete_image(session, self.image_store, product_id, image_id)
 
     @rpc(expected_exceptions=BookstoreError)
     def get_category(self, category_id: str) -> dict[str, Any]:
@@ -219,6 +243,15 @@ class CatalogService:
         for order_id in due:
             with self.db.get_session() as session:
                 inventory.expire(session, order_id, now)
+
+    @timer(interval=5)
+    def delete_unused_image_objects(self) -> None:
+        """Objects of deleted images and products, and of uploads never confirmed, go
+        once their transaction committed (svc_catalog/image_objects.py)."""
+        with self.db.get_session() as session:
+            image_objects.expired_uploads(session, utcnow())
+        with self.db.get_session() as session:
+            image_objects.delete_unused_objects(session, self.image_store, utcnow())
 
     @timer(interval=3600)
     def forget_idempotency_keys(self) -> None:

@@ -337,6 +337,10 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         "AWS_ENDPOINT_URL": aws_endpoint,
         **outside.AWS_TEST_ENV,
         "BRIDGE_EVENT_BUS": "bookstore",
+        # Product images in moto's S3; objects of deleted images go at the next sweep
+        # (the grace period for confirmations in flight is a production concern).
+        "CATALOG_IMAGES_BUCKET": f"bookstore-images-{namespace.replace('_', '-')}",
+        "CATALOG_IMAGES_DELETE_GRACE_SECONDS": "0",
         "BRIDGE_RETRY_BASE_SECONDS": "0.1",
         "BRIDGE_BATCH_WAIT_SECONDS": "0.1",
         **{f"{service.upper()}_DATABASE_URL": url for service, url in database_urls.items()},
@@ -368,6 +372,7 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
     try:
         standins.wait_for_local_aws(aws_endpoint, moto, timeout=30)
         platform.aws("events").create_event_bus(Name=env["BRIDGE_EVENT_BUS"])
+        platform.aws("s3").create_bucket(Bucket=env["CATALOG_IMAGES_BUCKET"])
     except BaseException:  # pytest-timeout too: never leave services running
         platform.stop()
         raise

@@ -119,3 +119,23 @@ async def set_stock(product_id: str, body: dict[str, Any]) -> Response:
         "catalog", "set_stock", product_id, body["on_hand"], body.get("low_stock_threshold")
     )
     return json_response(stock)
+
+
+async def request_image_upload(product_id: str, body: dict[str, Any]) -> Response:
+    form = await call("catalog", "request_image_upload", product_id, body["content_type"])
+    return json_response(form, 201)
+
+
+async def confirm_image_upload(product_id: str, body: dict[str, Any]) -> Response:
+    product = await call("catalog", "confirm_image_upload", product_id, body["key"])
+    return json_response(product, 200, {"ETag": etag(product["version"])})
+
+
+async def reorder_product_images(product_id: str, body: dict[str, Any]) -> Response:
+    product = await call("catalog", "reorder_product_images", product_id, body["image_ids"])
+    return json_response(product, 200, {"ETag": etag(product["version"])})
+
+
+async def delete_product_image(product_id: str, image_id: str) -> Response:
+    product = await call("catalog", "delete_product_image", product_id, image_id)
+    return json_response(product, 200, {"ETag": etag(product["version"])})

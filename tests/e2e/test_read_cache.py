@@ -17,6 +17,7 @@ import requests
 from sqlalchemy import text
 
 from ops.processes import wait_until_ready
+from tests.e2e.test_product_images import add_image, picture
 from tests.harness import amqp_uri
 from tests.support import assert_problem, eventually
 from tests.tcp_proxy import TcpProxy
@@ -87,6 +88,19 @@ def test_an_update_elsewhere_reaches_the_cache_by_event(api, cached):
         assert (answer["version"], answer["title"]) == (2, "A new title")
 
     eventually(new_version_served)
+
+
+def test_an_image_added_elsewhere_reaches_the_cache_by_event(api, cached):
+    product = api.create_product()
+    assert cached.get(f"/products/{product['id']}").json()["images"] == []
+    added = add_image(api, product["id"], picture())
+
+    def image_served() -> None:
+        answer = cached.get(f"/products/{product['id']}").json()
+        assert answer["version"] == added["version"]
+        assert [image["id"] for image in answer["images"]] == [added["images"][0]["id"]]
+
+    eventually(image_served)
 
 
 def test_a_deleted_product_disappears_from_the_cache(api, cached):

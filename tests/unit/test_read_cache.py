@@ -189,6 +189,15 @@ def test_an_unknown_event_drops_everything():
         ("updateProduct", f"/api/v1/products/{PRODUCT}", {product_tag(PRODUCT), LISTS}),
         ("deleteProduct", f"/api/v1/products/{PRODUCT}", {product_tag(PRODUCT), LISTS}),
         ("setStock", f"/api/v1/products/{PRODUCT}/stock", {stock_tag(PRODUCT), LISTS}),
+        ("confirmImageUpload", f"/api/v1/products/{PRODUCT}/images", {product_tag(PRODUCT)}),
+        ("reorderProductImages", f"/api/v1/products/{PRODUCT}/images", {product_tag(PRODUCT)}),
+        (
+            "deleteProductImage",
+            f"/api/v1/products/{PRODUCT}/images/{OTHER}",
+            {product_tag(PRODUCT), LISTS},
+        ),
+        # Asking for an upload changes nothing a reader sees.
+        ("requestImageUpload", f"/api/v1/products/{PRODUCT}/images/uploads", set()),
         ("createProduct", "/api/v1/products", {LISTS}),
         ("createCategory", "/api/v1/categories", {CATEGORIES, LISTS}),
         ("placeOrder", "/api/v1/orders", set()),
