@@ -60,6 +60,7 @@ from bench.catalog import (
 )
 from bench.work import WorkMeter, net_of_idle, per_unit
 from common.config import SERVICE_PACKAGES, database_url
+from ops.instance import use_checkout_environment
 
 SCENARIOS = ("add_to_cart", "checkout")
 POOL_SIZE = 50
@@ -67,8 +68,12 @@ POOL_STOCK = 1_000_000
 PASSWORD = "benchmark shopper password"  # noqa: S105 - throw-away bench accounts
 SETUP_ATTEMPTS = 5
 SETUP_TURNS = threading.Lock()
-#: Where each service serves its metrics while benchmarked (``--print-env``).
-METRICS_PORTS = {service: 9461 + number for number, service in enumerate(SERVICE_PACKAGES)}
+#: Where each service serves its metrics while benchmarked (``--print-env``): from 9461
+#: on, or from ``BENCH_METRICS_BASE_PORT`` (a second platform on the same machine).
+METRICS_BASE_PORT = int(os.environ.get("BENCH_METRICS_BASE_PORT") or 9461)
+METRICS_PORTS = {
+    service: METRICS_BASE_PORT + number for number, service in enumerate(SERVICE_PACKAGES)
+}
 
 
 def fail(message: str) -> SystemExit:
@@ -330,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_env:
         print(metrics_env())
         return 0
+    # The databases and vhost of the platform bin/run started from this checkout (its
+    # .env.local instance), as the operator's tools find them.
+    use_checkout_environment(os.environ)
     started_at = datetime.now(UTC)
     api = f"{args.base_url}/api/v1"
     with requests.Session() as session:

@@ -13,10 +13,10 @@ unit of work costs. Everything is read from outside the processes, as an operato
   latest ten seconds later, so :meth:`WorkMeter.settle` waits that long for them.
 - **Events published**: rows added to each service's outbox, by event type.
 - **CPU seconds**: user + system time from ``/proc/<pid>/stat`` of every process of the
-  platform (the services and the gateway started from ``platform_dir``), of the
-  PostgreSQL backends connected to its databases (their command line names the
-  database), and, marked as shared, of RabbitMQ and PostgreSQL's own background
-  processes, which serve every user of the machine.
+  platform (the services and the gateway, its spawned workers included, started from
+  ``platform_dir``), of the PostgreSQL backends connected to its databases (their
+  command line names the database), and, marked as shared, of RabbitMQ and
+  PostgreSQL's own background processes, which serve every user of the machine.
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _parent(pid: int) -> int | None:
+    stat = _read(Path(f"/proc/{pid}/stat"))
+    return int(stat.rsplit(")", 1)[1].split()[1]) if stat else None
+
+
 def _label(pid: int, platform_dir: Path, databases: Mapping[str, str]) -> str | None:
     """Which part of the platform a process is, or None if it is none of ours."""
     raw = _read(Path(f"/proc/{pid}/cmdline"))
@@ -89,6 +94,11 @@ def _label(pid: int, platform_dir: Path, databases: Mapping[str, str]) -> str | 
         return SHARED_RABBITMQ
     if pid == os.getpid() or "python" not in command:
         return None
+    if "multiprocessing" in command:
+        # The gateway's workers (and their resource tracker) are spawned: their command
+        # line names no module, their parent does.
+        parent = _parent(pid)
+        return _label(parent, platform_dir, databases) if parent else None
     try:
         if Path(f"/proc/{pid}/cwd").resolve() != platform_dir:
             return None

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from nameko_sqlalchemy import Database
-from sqlalchemy import Connection, DateTime, func, text
+from sqlalchemy import Connection, DateTime, Engine, create_engine, func, text
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from common import tracing
@@ -24,9 +28,43 @@ MAX_OVERFLOW_KEY = "DB_MAX_OVERFLOW"
 #: A worker waits this long for a free connection before failing, rather than SQLAlchemy's
 #: 30 s: past RPC callers' deadlines (5 s) waiting only ties the worker up.
 POOL_TIMEOUT_SECONDS = 10
-# Pre-ping so a restarted PostgreSQL (or PgBouncer) costs one failed check, not a failed
-# request.
-ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_timeout": POOL_TIMEOUT_SECONDS}
+ENGINE_OPTIONS = {"pool_timeout": POOL_TIMEOUT_SECONDS}
+#: A pooled connection idle for longer than this is checked before use (see
+#: :func:`ping_when_idle`); one used more recently is trusted.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> Engine:
+    """Checks a pooled connection with a round trip before use, as ``pool_pre_ping``
+    does, but only when it has sat idle for ``idle_seconds``: a restarted PostgreSQL (or
+    PgBouncer) then still costs one failed check, not a failed request, while a busy
+    service does not pay a round trip per session (the pings were one query in three of
+    a checkout; docs/decisions/0150). A connection dropped within the last second shows
+    as a failed statement: transient for reliable consumers, which retry it."""
+
+    @sqlalchemy_event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @sqlalchemy_event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is not None and time.monotonic() - checked_in_at < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            if engine.dialect.is_disconnect(error, dbapi_connection, None):
+                # The pool drops this connection and checks out (or opens) another.
+                raise DisconnectionError(str(error)) from error
+            raise
+
+    return engine
+
+
+def create_pinged_engine(url: str, **options: Any) -> Engine:
+    """``create_engine`` with :func:`ping_when_idle` (relays' and senders' own pools)."""
+    return ping_when_idle(create_engine(url, **options))
 
 
 class ServiceDatabase(Database):
@@ -52,6 +90,7 @@ class ServiceDatabase(Database):
             "max_overflow": max_overflow,
         }
         super().setup()
+        ping_when_idle(self.engine)
         # Setup order between dependencies is not defined: configuring here too (once per
         # process) means the engine gets its statement spans whichever comes first.
         tracing.configure(self.container.service_name)

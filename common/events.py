@@ -36,7 +36,6 @@ from sqlalchemy import (
     Identity,
     Index,
     String,
-    create_engine,
     delete,
     func,
     select,
@@ -49,7 +48,7 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, sessio
 
 from common import context, contract
 from common.backoff import backoff_delay
-from common.db import isoformat, utcnow
+from common.db import create_pinged_engine, isoformat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +412,7 @@ class OutboxRelay(DependencyProvider):
         config = self.container.config
         self.service_name = self.container.service_name
         db_url = config[DB_URIS_KEY][f"{self.service_name}:{self.base.__name__}"]
-        self._engine = create_engine(db_url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+        self._engine = create_pinged_engine(db_url, pool_size=1, max_overflow=1)
         self._sessions = sessionmaker(bind=self._engine)
         self._publisher = ConfirmingPublisher(
             config[AMQP_URI_CONFIG_KEY], self.service_name, config

@@ -18,6 +18,14 @@ import eventlet
 from kombu.exceptions import KombuError
 from kombu.message import Message
 from nameko import rpc as nameko_rpc
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
 from nameko.exceptions import UnknownService
 
 from common.context import DEADLINE_KEY
@@ -29,7 +37,40 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_ALLOWANCE_SECONDS = 1.0
 
 
+class _UnconfirmedPublisher(Publisher):
+    use_confirms = False
+
+
+class Responder(nameko_rpc.Responder):
+    """Sends replies without waiting for the broker's confirm. A confirm proves only that
+    the broker took the reply, which the caller learns anyway by receiving it (or not:
+    then its timeout answers, as it would for a reply lost a moment later); waiting for
+    it cost a round trip to RabbitMQ per call (docs/decisions/0151)."""
+
+    publisher_cls = _UnconfirmedPublisher
+
+
+class RpcConsumer(nameko_rpc.RpcConsumer):
+    def handle_result(
+        self, message: Message, result: Any, exc_info: tuple[Any, Any, Any] | None
+    ) -> tuple[Any, Any]:
+        config = self.container.config
+        responder = Responder(
+            config[AMQP_URI_CONFIG_KEY],
+            nameko_rpc.get_rpc_exchange(config),
+            config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
+            message,
+            ssl=config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+        )
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
 class Rpc(nameko_rpc.Rpc):
+    rpc_consumer = RpcConsumer()
+
     def handle_message(self, body: Any, message: Message) -> None:
         deadline = (message.headers or {}).get(f"nameko.{DEADLINE_KEY}")
         if deadline is not None:

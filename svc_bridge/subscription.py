@@ -30,14 +30,13 @@ from nameko.containers import WorkerContext
 from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
 from nameko_sqlalchemy.database import DB_URIS_KEY
-from sqlalchemy import create_engine
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import sessionmaker
 
 from common import deadletters
 from common.backoff import backoff_delay
 from common.config import SERVICE_PACKAGES
-from common.db import utcnow
+from common.db import create_pinged_engine, utcnow
 from svc_bridge.mirror import MAX_ENTRIES, EventBridgeUnavailable, Item, Mirror, Outcome
 from svc_bridge.models import Base, MirroredEvent
 
@@ -107,7 +106,7 @@ class EventMirror(DependencyProvider):
         )
         (self.queue,) = self.declared_queues(self.container.service_name, config)
         db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{Base.__name__}"]
-        self._engine = create_engine(db_url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+        self._engine = create_pinged_engine(db_url, pool_size=1, max_overflow=1)
         self._sessions = sessionmaker(bind=self._engine)
         self._buffer: list[Message] = []
         self._running = False

@@ -28,11 +28,11 @@ from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from nameko_sqlalchemy.database import DB_URIS_KEY
 from prometheus_client import Counter
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.backoff import backoff_delay
-from common.db import utcnow
+from common.db import create_pinged_engine, utcnow
 from svc_notify import channels
 from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
 from svc_notify.rendering import Renderer
@@ -201,9 +201,7 @@ class Dispatcher(DependencyProvider):
             DELIVERIES_PARKED.labels(channel)  # 0 until one is parked: on scrapes
         db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{self.base.__name__}"]
         self.concurrency = int(config.get("NOTIFY_SEND_CONCURRENCY", 4))
-        self._engine = create_engine(
-            db_url, pool_size=self.concurrency, max_overflow=1, pool_pre_ping=True
-        )
+        self._engine = create_pinged_engine(db_url, pool_size=self.concurrency, max_overflow=1)
         self._sessions = sessionmaker(bind=self._engine)
         self.poll_seconds = float(config.get("NOTIFY_POLL_SECONDS", 1.0))
         self.policy = RetryPolicy(
@@ -247,9 +245,13 @@ class Dispatcher(DependencyProvider):
     def get_dependency(self, worker_ctx: WorkerContext) -> Dispatcher:
         return self
 
-    def wake(self) -> None:
-        """New deliveries were committed: no need to wait for the next poll."""
-        for _ in range(self.concurrency):
+    def wake(self, deliveries: int | None = None) -> None:
+        """``deliveries`` new ones (None: an unknown number) were committed: no need to
+        wait for the next poll. One sender per delivery, at most all of them: each woken
+        sender that finds nothing due costs a locking query (most events make one email
+        or none, and used to wake every sender)."""
+        wanted = self.concurrency if deliveries is None else min(deliveries, self.concurrency)
+        for _ in range(wanted):
             self._wakeups.put(None)
 
     def _run(self) -> None:

@@ -110,7 +110,7 @@ class NotifyService(deadletters.DeadLetterAdmin):
         recipient = notifications.recipient_for(envelope, RpcDirectory(self.auth, self.order))
         config = self.dispatcher.config
         with self.db.get_session() as session:
-            handled, _ = handle_once(
+            handled, deliveries = handle_once(
                 session,
                 NotifyHandledEvent,
                 envelope,
@@ -123,9 +123,14 @@ class NotifyService(deadletters.DeadLetterAdmin):
                     sms_templates=self.dispatcher.sms_templates,
                 ),
             )
+            if handled and not deliveries:
+                # Nothing to send (most order and payment events): nothing to do once,
+                # so no handled id to keep either; a redelivery finds nothing again.
+                session.rollback()
+                return
             session.commit()
         if handled:
-            self.dispatcher.wake()
+            self.dispatcher.wake(sum(delivery.status == "pending" for delivery in deliveries))
 
     @reliable_event_handler("auth", "user.deleted")
     def forget_deleted_user(self, envelope: dict[str, Any]) -> None:

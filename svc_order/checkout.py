@@ -225,6 +225,7 @@ class Checkout:
                     field: details["address"].get(field) for field in _ADDRESS_FIELDS
                 },
                 contact=details.get("contact"),
+                history=[],
                 items=[
                     OrderItem(
                         product_id=product_id,
@@ -238,11 +239,10 @@ class Checkout:
                 ],
             )
             session.add(row)
-            session.flush()
-            session.refresh(row)
+            session.flush()  # created_at comes back with the INSERT (RETURNING)
             order = domain.Order.place(order_id, user_id, row.created_at)
             for change in order.changes:
-                session.add(
+                row.history.append(
                     OrderStatusChange(
                         order_id=order_id,
                         from_status=change.from_status,

@@ -90,11 +90,14 @@ class Order(Timestamps, Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    # Loaded when read (one query each, by key), not with every order: the saga's steps
+    # load an order only to let it decide (svc_order/domain.py needs neither), and
+    # listings ask for both with ``selectinload`` (orders.list_orders).
     items: Mapped[list[OrderItem]] = relationship(
-        back_populates="order", order_by="OrderItem.position", lazy="selectin"
+        back_populates="order", order_by="OrderItem.position", lazy="select"
     )
     history: Mapped[list[OrderStatusChange]] = relationship(
-        order_by="OrderStatusChange.id", lazy="selectin"
+        order_by="OrderStatusChange.id", lazy="select"
     )
 
 

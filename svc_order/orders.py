@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from common.config import env_int
 from common.db import isoformat, parse_id, utcnow
@@ -77,7 +77,9 @@ def save(session: Session, row: Order, order: domain.Order) -> None:
     changes, order.changes = order.changes, []
     for change in changes:
         now = utcnow()
-        session.add(
+        # Appended to the loaded history and stamped here (not by the database), so the
+        # event below sees the order as saved without reading it back.
+        row.history.append(
             OrderStatusChange(
                 order_id=row.id,
                 from_status=change.from_status,
@@ -88,10 +90,10 @@ def save(session: Session, row: Order, order: domain.Order) -> None:
             )
         )
         row.status = change.to_status
+        row.updated_at = now
         if change.to_status in _TIMESTAMPS:
             setattr(row, _TIMESTAMPS[change.to_status], now)
         session.flush()
-        session.refresh(row)
         outbox.add(session, f"order.{change.to_status.lower()}", event_data(row))
 
 
@@ -218,7 +220,11 @@ def list_orders(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Newest first; ``user_id`` restricts to one customer's (what customers get)."""
-    query, filters = filtered(select(Order), {"user_id": user_id, "status": status}, ORDER_FILTERS)
+    query, filters = filtered(
+        select(Order).options(selectinload(Order.items), selectinload(Order.history)),
+        {"user_id": user_id, "status": status},
+        ORDER_FILTERS,
+    )
     return newest_first(
         session,
         query,

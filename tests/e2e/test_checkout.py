@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from urllib.parse import unquote
 
 import pytest
+import requests
 
 from tests.support import assert_problem, eventually
 
@@ -276,3 +281,155 @@ def test_the_order_service_killed_mid_checkout_converges(api):
 def _ping(api):
     with api.platform.rpc(timeout=5) as rpc:
         assert rpc.order.ping()["status"] == "ok"
+
+
+def _connections(vhost: str) -> set[str]:
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "name", "vhost"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {
+        name
+        for name, _, host in (line.rpartition("\t") for line in listed.splitlines())
+        if host == vhost
+    }
+
+
+def _restart_broker_for(vhost: str) -> None:
+    """Closes every client connection to ``vhost`` (this test platform's only): what each
+    service sees when the broker restarts, without restarting the machine's RabbitMQ."""
+    before = _connections(vhost)
+    assert before, f"nothing connected to {vhost}"
+    subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "close_all_connections",
+            "--vhost",
+            vhost,
+            "--limit",
+            "1000",
+            "broker restart (test)",
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+    def closed():
+        # The broker closes them in the background, after answering the command.
+        assert not before & _connections(vhost), "some connections survived"
+
+    eventually(closed, timeout=30)
+
+
+def _insist(attempt, deadline):
+    """What a client does with a 5xx: the same request again (same Idempotency-Key)
+    until a final answer or the deadline."""
+    while True:
+        try:
+            response = attempt()
+        except requests.RequestException:
+            response = None
+        if response is not None and response.status_code < 500:
+            return response
+        assert time.monotonic() < deadline, "no final answer before the deadline"
+        time.sleep(0.3)
+
+
+@pytest.mark.timeout(300)
+def test_a_broker_restart_mid_stream_loses_no_order_and_charges_nothing_twice(api):
+    """Three customers check out one after another while every connection of the
+    platform's vhost is closed, twice. Each client retries a 5xx with the same key, as
+    clients do. Every checkout ends in one order (PAID, or CANCELLED if it outlasted its
+    window: then nothing charged), stock matches what was paid, one authorization and
+    one confirmation email per paid order; and the platform still sells afterwards."""
+    on_hand = 40
+    book = stocked_book(api, on_hand=on_hand)
+    buyers = [shopper(api) for _ in range(3)]
+    emails = {token: api.get("/me", token=token).json()["email"] for token, _ in buyers}
+    per_buyer = 6
+    deadline = time.monotonic() + 150
+    done = threading.Semaphore(0)
+    answers: dict[str, list] = {token: [] for token, _ in buyers}
+
+    def buy(buyer):
+        token, address_id = buyer
+        for _ in range(per_buyer):
+            key = str(uuid.uuid4())
+            filled = _insist(
+                lambda: api.request(
+                    "PUT", f"/cart/items/{book['id']}", json={"quantity": 1}, token=token
+                ),
+                deadline,
+            )
+            assert filled.status_code == 200, filled.text
+            answer = _insist(partial(checkout, api, token, address_id, key=key), deadline)
+            assert answer.status_code in (201, 409), answer.text
+            answers[token].append((key, answer))
+            done.release()
+
+    vhost = unquote(api.platform.amqp_uri.rsplit("/", 1)[1])
+    with ThreadPoolExecutor(len(buyers)) as pool:
+        streams = [pool.submit(buy, buyer) for buyer in buyers]
+        for _ in range(3):
+            done.acquire(timeout=120)
+        _restart_broker_for(vhost)
+        time.sleep(3)
+        _restart_broker_for(vhost)
+        for stream in streams:
+            stream.result()
+
+    def settled():
+        final = {}
+        for token, _ in buyers:
+            listed = api.get("/orders", params={"limit": 50}, token=token).json()["items"]
+            # One order per checkout: none lost, none doubled by a retry.
+            assert len(listed) == per_buyer, [order["status"] for order in listed]
+            for order in listed:
+                assert order["status"] in ("PAID", "CANCELLED"), order["status"]
+                final[order["id"]] = (token, order)
+        return final
+
+    final = eventually(settled, timeout=90)
+    for replies in answers.values():
+        for _, answer in replies:
+            if answer.status_code == 201:
+                assert answer.json()["id"] in final
+    paid = [order for _, order in final.values() if order["status"] == "PAID"]
+    assert paid, "no checkout went through"
+
+    def stock_settled():
+        level = stock(api, book)
+        assert level["reserved"] == 0 and level["on_hand"] == on_hand - len(paid), level
+
+    eventually(stock_settled, timeout=60)
+    with api.platform.rpc() as rpc:
+        for order_id, (_, order) in final.items():
+            attempts = rpc.payment.list_attempts(order_id)
+            authorized = [attempt for attempt in attempts if attempt["outcome"] == "authorized"]
+            assert len(authorized) <= 1, attempts
+            if order["status"] == "PAID":
+                assert len(authorized) == 1, attempts
+            elif authorized:
+                # Authorized, then cancelled (the window passed): given back in full.
+                payment = rpc.payment.get_payment(order_id)
+                assert payment["refunded_amount"] == payment["amount"], payment
+
+    def one_email_each():
+        for token, order in final.values():
+            if order["status"] == "PAID":
+                subject = f"Your order {order['id'][:8]} is confirmed"
+                sent = [
+                    message
+                    for message in api.platform.smtp.messages_to(emails[token])
+                    if message["Subject"] == subject
+                ]
+                assert len(sent) == 1, (order["id"], len(sent))
+
+    eventually(one_email_each, timeout=60)
+    token, address_id = buyers[0]
+    fill(api, token, book)
+    after = checkout(api, token, address_id)
+    assert after.status_code == 201 and after.json()["status"] == "PAID", after.text
