@@ -15,12 +15,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from common.config import REPO_ROOT
 from common.schemas import SPEC_PATH
 
 TOOLS = REPO_ROOT / "openapi" / "tools"
 BIN = TOOLS / "node_modules" / ".bin"
 USAGE = Path(__file__).parent / "typescript" / "usage.ts"
+# Each tool is a Node.js process that parses the whole spec (tsc checks about 10,000
+# lines of generated types): a minute or more each on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(400)
 # No update checks or usage reports from inside CI.
 QUIET = {"REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true", "NO_COLOR": "1"}
 

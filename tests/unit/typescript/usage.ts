@@ -6,7 +6,13 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./bookstore";
 
 type Product = components["schemas"]["Product"];
-type Problem = components["schemas"]["Problem"];
+type PaymentDeclined = components["schemas"]["PaymentDeclinedProblem"];
+
+// Problem types are schemas whose `type` is fixed to their URN.
+function isDeclined(problem: { type: string }): problem is PaymentDeclined {
+  const urn: PaymentDeclined["type"] = "urn:bookstore:problem:payment-declined";
+  return problem.type === urn;
+}
 
 const api = createClient<paths>({ baseUrl: "http://127.0.0.1:8080/api/v1" });
 
@@ -30,11 +36,11 @@ export async function checkout(token: string, addressId: string, key: string): P
     body: { shipping_address_id: addressId, payment_method: "pm_card_visa" },
   });
   if (error) {
-    const problem: Problem = error;
-    if (problem.type === "urn:bookstore:problem:payment-declined") {
-      return `declined (${String(problem.decline_code)})`;
+    if (isDeclined(error)) {
+      const code: string = error.decline_code;
+      return `declined (${code}), order ${error.order_id ?? "none"}`;
     }
-    throw new Error(`${response.status} ${problem.title}`);
+    throw new Error(`${response.status} ${error.title}: ${error.detail ?? ""}`);
   }
   const total: number = data.total.amount;
   return `${data.id} ${data.status} ${total} ${data.total.currency}`;
