@@ -30,6 +30,7 @@ from . import models
 from .client import AuthenticatedClient, Client
 
 PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:bookstore:problem:"
 _LITERAL = re.compile(r"Literal\[[\"'](.+)[\"']\]")
 
 
@@ -39,6 +40,10 @@ class ApiError(Exception):
     scope, an unknown route) and anything unforeseen."""
 
     type_urn: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, slug: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type_urn = TYPE_PREFIX + slug if slug else None
 
     def __init__(self, response: httpx.Response, body: dict[str, Any]) -> None:
         self.status_code = response.status_code
@@ -61,10 +66,8 @@ class ApiError(Exception):
         return self.body.get("correlation_id") or self.headers.get("X-Request-ID")
 
 
-class InvalidRequest(ApiError):
+class InvalidRequest(ApiError, slug="invalid-request"):
     """400: the request does not match the API. ``errors`` says where, per field."""
-
-    type_urn = "urn:bookstore:problem:invalid-request"
 
     @property
     def errors(self) -> list[tuple[str, str]]:
@@ -73,22 +76,16 @@ class InvalidRequest(ApiError):
         return [(error["pointer"], error["detail"]) for error in self.body.get("errors", [])]
 
 
-class InvalidParameter(ApiError):
+class InvalidParameter(ApiError, slug="invalid-parameter"):
     """400: a parameter that cannot be used (a cursor from another query, say)."""
 
-    type_urn = "urn:bookstore:problem:invalid-parameter"
 
-
-class Unauthenticated(ApiError):
+class Unauthenticated(ApiError, slug="unauthenticated"):
     """401: wrong email, password or code, or a spent or revoked refresh token."""
 
-    type_urn = "urn:bookstore:problem:unauthenticated"
 
-
-class PaymentDeclined(ApiError):
+class PaymentDeclined(ApiError, slug="payment-declined"):
     """402: the card was declined; the order is cancelled and the cart kept."""
-
-    type_urn = "urn:bookstore:problem:payment-declined"
 
     @property
     def decline_code(self) -> str:
@@ -99,44 +96,32 @@ class PaymentDeclined(ApiError):
         return self.body.get("order_id")
 
 
-class Forbidden(ApiError):
+class Forbidden(ApiError, slug="forbidden"):
     """403: the account may not do this (e.g. it is suspended)."""
 
-    type_urn = "urn:bookstore:problem:forbidden"
 
-
-class NotFound(ApiError):
+class NotFound(ApiError, slug="not-found"):
     """404: no such resource, or not the caller's."""
 
-    type_urn = "urn:bookstore:problem:not-found"
 
-
-class Conflict(ApiError):
+class Conflict(ApiError, slug="conflict"):
     """409: a duplicate, an illegal transition, not enough stock (see ``body``)."""
 
-    type_urn = "urn:bookstore:problem:conflict"
 
-
-class PreconditionFailed(ApiError):
+class PreconditionFailed(ApiError, slug="precondition-failed"):
     """412: ``If-Match`` no longer matches; read the resource again."""
 
-    type_urn = "urn:bookstore:problem:precondition-failed"
 
-
-class InvalidInput(ApiError):
+class InvalidInput(ApiError, slug="invalid-input"):
     """422: well-formed but breaks a rule; ``field`` names it."""
-
-    type_urn = "urn:bookstore:problem:invalid-input"
 
     @property
     def field(self) -> str | None:
         return self.body.get("field")
 
 
-class IdempotencyKeyReused(ApiError):
+class IdempotencyKeyReused(ApiError, slug="idempotency-key-reused"):
     """422: the ``Idempotency-Key`` was used for a different request."""
-
-    type_urn = "urn:bookstore:problem:idempotency-key-reused"
 
 
 class _RetryLater(ApiError):
@@ -147,28 +132,20 @@ class _RetryLater(ApiError):
         return int(value) if value is not None and value.isdigit() else None
 
 
-class TooManyAttempts(_RetryLater):
+class TooManyAttempts(_RetryLater, slug="too-many-attempts"):
     """429: failed logins have slowed down or locked the account or address."""
 
-    type_urn = "urn:bookstore:problem:too-many-attempts"
 
-
-class RateLimited(_RetryLater):
+class RateLimited(_RetryLater, slug="rate-limited"):
     """429: the caller's request budget is spent until ``retry_after``."""
 
-    type_urn = "urn:bookstore:problem:rate-limited"
 
-
-class ServiceUnavailable(_RetryLater):
+class ServiceUnavailable(_RetryLater, slug="service-unavailable"):
     """503: a service is unavailable; retrying later is safe."""
 
-    type_urn = "urn:bookstore:problem:service-unavailable"
 
-
-class ServiceTimeout(ApiError):
+class ServiceTimeout(ApiError, slug="service-timeout"):
     """504: a service did not answer in time; retry with the same ``Idempotency-Key``."""
-
-    type_urn = "urn:bookstore:problem:service-timeout"
 
 
 #: The exception class of each problem type, by URN.
