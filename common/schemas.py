@@ -40,10 +40,19 @@ def first_error(validator: OAS31Validator, instance: Any) -> ValidationError | N
 
 
 def find_nul(value: Any, path: str = "") -> str | None:
-    """The path of the first string holding a NUL character, or None. PostgreSQL text
-    cannot store NUL, and no field of ours has a use for it, so it is refused up front."""
+    """The dotted path of the first string holding a NUL character, or None. PostgreSQL
+    text cannot store NUL, and no field of ours has a use for it, so it is refused up front."""
+    location = nul_location(value)
+    if location is None:
+        return None
+    dotted = ".".join(str(part) for part in (path, *location) if part != "")
+    return dotted or "(value)"
+
+
+def nul_location(value: Any) -> tuple[str | int, ...] | None:
+    """Where (keys and indexes) the first string holding a NUL character is, or None."""
     if isinstance(value, str):
-        return (path or "(value)") if "\x00" in value else None
+        return () if "\x00" in value else None
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
@@ -52,11 +61,27 @@ def find_nul(value: Any, path: str = "") -> str | None:
         return None
     for key, item in items:
         if isinstance(key, str) and "\x00" in key:
-            return f"{path}.{key}".lstrip(".")
-        found = find_nul(item, f"{path}.{key}".lstrip("."))
-        if found:
-            return found
+            return (key,)
+        found = nul_location(item)
+        if found is not None:
+            return (key, *found)
     return None
+
+
+def json_pointer(*parts: str | int) -> str:
+    """An RFC 6901 JSON pointer to ``parts`` (``~`` and ``/`` in names escaped)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def each_error(validator: OAS31Validator, instance: Any, limit: int = 20) -> list[ValidationError]:
+    """Every failing part of ``instance`` (at most ``limit``), most relevant first, each
+    narrowed as :func:`first_error` narrows the one it picks."""
+    # A stable sort: among equally relevant errors the first found comes first, as in
+    # best_match, so the first of these is the error first_error picks.
+    errors = sorted(
+        validator.iter_errors(instance), key=jsonschema.exceptions.relevance, reverse=True
+    )
+    return [jsonschema.exceptions.best_match([error]) for error in errors[:limit]]
 
 
 def describe(error: ValidationError) -> tuple[str | None, str]:

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from connexion.apps.abstract import AbstractApp
-from connexion.exceptions import ProblemException
+from connexion.exceptions import BadRequestProblem, ProblemException
 from connexion.http_facts import HTTP_STATUS_CODES
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
@@ -32,8 +32,15 @@ HTTP_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "tra
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-#: Problem types are URNs: stable identifiers, documented in docs/problems.md.
+#: Problem types are URNs: stable identifiers, documented in docs/problems.md and, each
+#: as a schema with its URN, in openapi/bookstore.yaml.
 TYPE_PREFIX = "urn:bookstore:problem:"
+INVALID_REQUEST = "invalid-request"
+RATE_LIMITED = "rate-limited"
+SERVICE_UNAVAILABLE = "service-unavailable"
+SERVICE_TIMEOUT = "service-timeout"
+#: Only ``/ready`` (an operational route, not part of the API spec) answers with it.
+NOT_READY = "not-ready"
 WWW_AUTHENTICATE = 'Bearer realm="bookstore"'
 RETRY_AFTER_SECONDS = 5
 
@@ -49,8 +56,16 @@ DOMAIN_ERRORS: dict[type[errors.BookstoreError], tuple[int, str]] = {
     errors.IdempotencyKeyReused: (422, "idempotency-key-reused"),
     errors.TooManyAttempts: (429, "too-many-attempts"),
     errors.PaymentDeclined: (402, "payment-declined"),
-    errors.DependencyUnavailable: (503, "service-unavailable"),
+    errors.DependencyUnavailable: (503, SERVICE_UNAVAILABLE),
 }
+
+#: Every problem type an API operation can answer with besides ``about:blank`` (a route,
+#: method, media type or size refused, a token refused, an unexpected failure). The spec
+#: documents each as a schema whose ``type`` is its URN (tests/unit/test_problem_types.py).
+API_PROBLEM_TYPES = frozenset(
+    {problem_type for _status, problem_type in DOMAIN_ERRORS.values()}
+    | {INVALID_REQUEST, RATE_LIMITED, SERVICE_UNAVAILABLE, SERVICE_TIMEOUT}
+)
 
 
 class NotReady(Exception):
@@ -120,14 +135,26 @@ def _connexion_problem(request: ConnexionRequest, error: ProblemException) -> Co
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE + ', error="invalid_token"'
     if error.status >= 500:
         log.error("%s: %s", error.title, error.detail)
+    problem_type = getattr(error, "problem_type", None)
+    extensions = error.ext
+    if problem_type is None and isinstance(error, BadRequestProblem):
+        # Refused by a validator of connexion's own (ours say where: gateway/openapi31.py).
+        problem_type, extensions = INVALID_REQUEST, _whole_request(error.detail or error.title)
     return problem(
         request,
         error.status,
         error.detail,
+        problem_type=problem_type,
         title=error.title,
         headers=headers,
-        extensions=error.ext,
+        extensions=extensions,
     )
+
+
+def _whole_request(detail: str) -> dict[str, Any]:
+    """``invalid-request``'s extensions when no one field is to blame: the empty JSON
+    pointer is the request as a whole."""
+    return {"errors": [{"pointer": "", "detail": detail}]}
 
 
 def _http_error(request: ConnexionRequest, error: HTTPException) -> ConnexionResponse:
@@ -137,6 +164,15 @@ def _http_error(request: ConnexionRequest, error: HTTPException) -> ConnexionRes
         # Starlette answers with the methods of the first route that matched the path
         # only; the spec knows them all.
         headers["Allow"] = ", ".join(allowed)
+    if error.status_code == 400:
+        return problem(
+            request,
+            400,
+            detail,
+            problem_type=INVALID_REQUEST,
+            headers=headers,
+            extensions=_whole_request(detail or "The request is malformed."),
+        )
     return problem(request, error.status_code, detail, headers=headers)
 
 
@@ -165,7 +201,7 @@ def _service_unavailable(request: ConnexionRequest, error: ServiceUnavailable) -
         request,
         503,
         f"The {error.service} service is unavailable ({error.reason}). Try again shortly.",
-        problem_type="service-unavailable",
+        problem_type=SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         extensions={"service": error.service},
     )
@@ -177,7 +213,7 @@ def _service_timeout(request: ConnexionRequest, error: ServiceTimeout) -> Connex
         504,
         f"The {error.service} service did not answer in time. "
         "Retrying with the same Idempotency-Key is safe.",
-        problem_type="service-timeout",
+        problem_type=SERVICE_TIMEOUT,
         extensions={"service": error.service},
     )
 
@@ -190,7 +226,7 @@ def _not_ready(request: ConnexionRequest, error: NotReady) -> ConnexionResponse:
         request,
         503,
         f"Not ready: {waiting}.",
-        problem_type="not-ready",
+        problem_type=NOT_READY,
         extensions={"checks": error.checks},
     )
 

@@ -240,6 +240,6 @@ def rate_limited_problem(request: Any, error: RateLimited) -> Any:
         429,
         f"Too many requests: the limit is {decision.limit.requests} per "
         f"{decision.limit.window_seconds}s. Retry after {decision.reset_seconds}s.",
-        problem_type="rate-limited",
+        problem_type=problems.RATE_LIMITED,
         headers=decision.headers(),
     )

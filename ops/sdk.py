@@ -5,12 +5,18 @@ module per operation, sync and async calls) plus a ``pyproject.toml``, so the re
 can be installed or published as it is. Generation fails on any generator warning:
 a warning means an operation or a schema was left out of the client, and an SDK that
 silently lacks an endpoint is worse than none (docs/decisions/0025).
+
+Two hand-written modules are then copied into the package (ops/sdk_overlay/):
+``problems`` (every problem type raised as an exception of its own, from a client made
+with ``problems.connect``) and ``pages`` (an iterator over every item of a paged list).
+See docs/decisions/0121.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +27,8 @@ from common.schemas import SPEC_PATH
 PACKAGE_NAME = "bookstore_api_client"
 #: Project metadata the generator writes next to the package (a uv-built pyproject).
 META = "uv"
+#: Hand-written modules added to the generated package.
+OVERLAY = Path(__file__).parent / "sdk_overlay"
 
 
 class SdkGenerationFailed(Exception):
@@ -56,6 +64,9 @@ def generate_sdk(output: Path, *, overwrite: bool = False, spec: Path = SPEC_PAT
     completed = subprocess.run(  # noqa: S603 - our own interpreter and arguments
         command, env=env, capture_output=True, text=True, check=False
     )
-    if completed.returncode != 0 or not (output / PACKAGE_NAME).is_dir():
+    package = output / PACKAGE_NAME
+    if completed.returncode != 0 or not package.is_dir():
         raise SdkGenerationFailed((completed.stdout + completed.stderr).strip())
-    return output / PACKAGE_NAME
+    for module in sorted(OVERLAY.glob("*.py")):
+        shutil.copyfile(module, package / module.name)
+    return package

@@ -2,8 +2,10 @@
 real gateway: a customer's journey through typed calls and models, no hand-written HTTP.
 
 The journey is a list of steps that share one state: an account and an address, the
-catalog, the cart, a paid order cancelled and refunded, a declined card. A new capability
-is one more step function in ``JOURNEY``.
+catalog (read page by page with the package's iterator), the cart, a paid order
+cancelled and refunded, a declined card, and problems both as typed return values and as
+typed exceptions (``problems.connect``). A new capability is one more step function in
+``JOURNEY``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from common.schemas import spec_document
 from ops.sdk import PACKAGE_NAME
 from tests.support import eventually, unique_isbn
 
@@ -185,8 +188,9 @@ def errors_are_typed_problems(journey: Journey) -> None:
     )
     assert response.status_code == 422
     problem = response.parsed
-    assert isinstance(problem, models.Problem)
+    assert isinstance(problem, models.InvalidInputProblem)
     assert problem.status == 422
+    assert problem.field == "isbn13"
     assert problem.type_ == "urn:bookstore:problem:invalid-input"
     assert problem.correlation_id == response.headers["X-Request-ID"]
     # A customer may not create products: a typed 403, not an exception.
@@ -283,17 +287,93 @@ def a_declined_checkout_is_a_typed_402(journey: Journey) -> None:
     )
     assert response.status_code == 402, response.content
     problem = response.parsed
-    assert isinstance(problem, models.Problem)
+    assert isinstance(problem, models.PaymentDeclinedProblem)
     assert problem.type_ == "urn:bookstore:problem:payment-declined"
-    # Problem extensions are the model's additional properties.
-    assert problem["decline_code"] == "card_declined"
+    # The problem type's extensions are typed fields of its model.
+    assert problem.decline_code == "card_declined"
     order = sdk_module("api.orders.get_order").sync(
-        order_id=uuid.UUID(problem["order_id"]), client=journey.customer
+        order_id=problem.order_id, client=journey.customer
     )
     assert order.status == models.OrderStatus.CANCELLED
     assert order.cancel_reason == "payment_declined"
     assert order.payment.status == models.PaymentStatus.DECLINED
     assert available(journey) == STOCK
+
+
+def problems_are_raised_as_typed_errors(journey: Journey) -> None:
+    models = sdk_module("models")
+    problems = sdk_module("problems")
+    # One exception class per problem type the spec documents, and no other.
+    spec_types = {
+        part["properties"]["type"]["const"]
+        for schema in spec_document()["components"]["schemas"].values()
+        for part in schema.get("allOf", [])
+        if "const" in part.get("properties", {}).get("type", {})
+    }
+    assert set(problems.ERRORS) == spec_types
+    fill_the_cart(journey, quantity=1)
+    with problems.connect(journey.api_url, token=journey.customer.token) as client:
+        with pytest.raises(problems.PaymentDeclined) as declined:
+            sdk_module("api.orders.place_order").sync(
+                client=client,
+                body=models.OrderCreate(
+                    shipping_address_id=journey.address_id,
+                    payment_method="pm_card_chargeDeclined",
+                ),
+                idempotency_key=str(uuid.uuid4()),
+            )
+        assert declined.value.status_code == 402
+        assert declined.value.decline_code == "card_declined"
+        assert isinstance(declined.value.problem, models.PaymentDeclinedProblem)
+        assert declined.value.problem.order_id == uuid.UUID(declined.value.order_id)
+        assert declined.value.correlation_id == declined.value.headers["X-Request-ID"]
+
+        with pytest.raises(problems.InvalidRequest) as invalid:
+            sdk_module("api.orders.set_cart_item").sync(
+                product_id=journey.product_id,
+                client=client,
+                body=models.CartItemUpdate(quantity=0),
+            )
+        assert [pointer for pointer, _detail in invalid.value.errors] == ["/body/quantity"]
+        assert isinstance(invalid.value.problem, models.InvalidRequestProblem)
+
+        with pytest.raises(problems.NotFound):
+            sdk_module("api.catalog.get_product").sync(product_id=uuid.uuid4(), client=client)
+        # A missing scope is an about:blank problem: the base class, still typed.
+        with pytest.raises(problems.ApiError) as forbidden:
+            sdk_module("api.catalog.get_stock").sync(product_id=journey.product_id, client=client)
+        assert (type(forbidden.value), forbidden.value.status_code) == (problems.ApiError, 403)
+    assert available(journey) == STOCK
+
+
+def every_page_is_iterated(journey: Journey) -> None:
+    models = sdk_module("models")
+    list_products = sdk_module("api.catalog.list_products")
+    admin = journey.admin()
+    first = sdk_module("api.catalog.get_product").sync(product_id=journey.product_id, client=admin)
+    for title in ("Paged, One", "Paged, Two", "Paged, Three", "Paged, Four"):
+        created = sdk_module("api.catalog.create_product").sync(
+            client=admin,
+            body=models.ProductCreate(
+                isbn13=unique_isbn(),
+                title=title,
+                authors=["A. Client"],
+                price=models.Price(amount=999, currency="EUR"),
+                category_id=first.category_id,
+            ),
+        )
+        assert isinstance(created, models.Product), created
+    pages = sdk_module("pages")
+    with journey.anonymous() as client:
+        titles = [
+            product.title
+            for product in pages.iterate(
+                list_products, client=client, category=first.category_id, limit=2
+            )
+        ]
+        # Five books, two a page: three pages, in the order asked for, none twice.
+        assert titles == sorted(titles) and len(titles) == len(set(titles)) == 5
+        assert list_products.sync(client=client, category=first.category_id, limit=2).next_cursor
 
 
 JOURNEY: tuple[Callable[[Journey], None], ...] = (
@@ -304,9 +384,14 @@ JOURNEY: tuple[Callable[[Journey], None], ...] = (
     check_out_list_and_cancel,
     a_declined_checkout_is_a_typed_402,
     errors_are_typed_problems,
+    problems_are_raised_as_typed_errors,
+    every_page_is_iterated,
 )
 
 
+# Setup runs the generator as a subprocess (it formats a few hundred modules with ruff)
+# and the journey is long: more than the default 120 s on a loaded 2-core machine.
+@pytest.mark.timeout(420)
 def test_a_customer_journey_through_the_generated_sdk(api, sdk):
     journey = Journey(
         sdk=sdk,

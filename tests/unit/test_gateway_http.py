@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from common import tokens
+from common import schemas, tokens
 from gateway import security
 from gateway.app import create_app
 from gateway.calls import json_response
@@ -154,7 +154,7 @@ def test_numeric_exclusive_minimum_is_enforced(client, mint):
 @pytest.mark.parametrize(
     "dimensions", [["203", 229, 51], [203, 229], [203, 229, 51, 10], [203, 0, 51]]
 )
-def test_prefix_items_are_enforced(client, mint, dimensions):
+def test_array_length_and_item_rules_are_enforced(client, mint, dimensions):
     problem(post_book(client, mint, valid_book(dimensions_mm=dimensions)), 400)
 
 
@@ -382,3 +382,65 @@ def test_absurdly_nested_json_is_400(client, mint):
 )
 def test_line_breaks_in_a_path_are_400_not_500(client, path):
     assert "line breaks" in problem(client.get(path), 400)["detail"]
+
+
+# --- validation problems: their type, and where the bad fields are ---
+
+
+def invalid_request(response) -> list[dict[str, str]]:
+    """The problem is a documented ``invalid-request``; returns its ``errors``."""
+    body = problem(response, 400)
+    assert body["type"] == "urn:bookstore:problem:invalid-request"
+    schemas.validate("InvalidRequestProblem", body)  # as openapi/bookstore.yaml documents it
+    assert body["detail"] == body["errors"][0]["detail"]
+    return body["errors"]
+
+
+def test_each_bad_body_field_has_a_json_pointer(client, mint):
+    book = valid_book(price={"amount": 0, "currency": "eur"}, authors=["Ada", 7], colour="red")
+    errors = invalid_request(post_book(client, mint, book))
+    pointers = {error["pointer"] for error in errors}
+    assert pointers == {
+        "/body/colour",
+        "/body/price/amount",
+        "/body/price/currency",
+        "/body/authors/1",
+    }
+    unexpected = next(error for error in errors if error["pointer"] == "/body/colour")
+    assert "'colour' was unexpected" in unexpected["detail"]
+
+
+def test_pointers_escape_slashes_and_tildes_in_names(client, mint):
+    # RFC 6901: "~" is written "~0" and "/" is written "~1" inside a name.
+    errors = invalid_request(post_book(client, mint, valid_book(attributes={"a/b~c": 1})))
+    assert [error["pointer"] for error in errors] == ["/body/attributes"]
+    assert schemas.json_pointer("body", "a/b~c", 0) == "/body/a~1b~0c/0"
+
+
+def test_parameters_are_pointed_at_by_where_they_are_sent(client, mint):
+    assert invalid_request(client.get("/api/v1/products/not-a-uuid"))[0]["pointer"] == (
+        "/path/product_id"
+    )
+    errors = invalid_request(client.get("/api/v1/products?limit=0&colour=red&sort=popular"))
+    assert [error["pointer"] for error in errors] == [
+        "/query/colour",
+        "/query/limit",
+        "/query/sort",
+    ]
+    response = client.post(
+        "/api/v1/products",
+        json=valid_book(),
+        headers={"Authorization": f"Bearer {mint()}", "Idempotency-Key": "two words"},
+    )
+    assert [error["pointer"] for error in invalid_request(response)] == ["/header/Idempotency-Key"]
+
+
+def test_a_body_that_cannot_be_read_points_at_the_body(client, mint):
+    errors = invalid_request(post_raw(client, mint, b'{"title": ', "application/json"))
+    assert errors[0]["pointer"] == "/body"
+    nul = valid_book(authors=["Ada", "Bad\x00Name"])
+    assert invalid_request(post_book(client, mint, nul))[0]["pointer"] == "/body/authors/1"
+
+
+def test_a_malformed_path_is_an_invalid_request_about_the_whole_request(client):
+    assert invalid_request(client.get("/api/v1/products/%0A"))[0]["pointer"] == ""
