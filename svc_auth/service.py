@@ -9,7 +9,6 @@ from typing import Any
 from nameko.timer import timer
 
 from common import context
-from common.config import env_int
 from common.context import CallContextProvider
 from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
@@ -19,6 +18,7 @@ from common.metrics import ServiceMetrics
 from common.rpc import rpc
 from svc_auth import accounts, addresses, admin, audit, maintenance, mfa, sessions
 from svc_auth.models import AuthIdempotencyKey, AuthOutboxMessage, Base
+from svc_auth.settings import Settings
 from svc_auth.signing import Sealing, TokenSigning, key_age
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,7 @@ class AuthService:
 
     @timer(interval=3600)
     def rotate_old_signing_key(self) -> None:
-        max_age = timedelta(days=env_int("AUTH_KEY_ROTATION_DAYS", 30))
+        max_age = timedelta(days=Settings.current().key_rotation_days)
         with self.db.get_session() as session:
             age = key_age(session)
             if age is not None and age >= max_age:

@@ -21,7 +21,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from common import context
-from common.config import env_int
 from common.db import utcnow
 from common.errors import (
     BookstoreError,
@@ -34,6 +33,7 @@ from svc_auth import audit, emails, mfa, onetime, passwords, throttle
 from svc_auth.models import AccessRevocation, RefreshToken, User
 from svc_auth.roles import scopes_for
 from svc_auth.sealing import Sealer
+from svc_auth.settings import Settings
 from svc_auth.signing import TokenSigner, access_token_ttl
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ REVOCATION_PAGE = 1000
 
 
 def refresh_token_ttl() -> timedelta:
-    return timedelta(seconds=env_int("AUTH_REFRESH_TOKEN_TTL", 7 * 24 * 3600))
+    return timedelta(seconds=Settings.current().refresh_token_ttl)
 
 
 def _refuse(session: Session, error: BookstoreError) -> NoReturn:

@@ -17,19 +17,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from nameko.containers import WorkerContext
-from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from common import tokens
-from common.config import env_int
 from common.db import utcnow
 from common.errors import Conflict
 from svc_auth.models import RefreshToken, SigningKey
 from svc_auth.sealing import Sealer
+from svc_auth.settings import Settings
 
-PASSPHRASE_CONFIG_KEY = "AUTH_KEY_PASSPHRASE"  # noqa: S105 - a setting name, not a secret
 RSA_KEY_BITS = 2048
 # Serialises key creation across instances of the service (any constant will do).
 _KEY_CREATION_LOCK = 0x5A17_0001
@@ -91,7 +89,7 @@ def replace_signing_keys(session: Session, passphrase: bytes) -> tuple[SigningKe
 
 
 def access_token_ttl() -> timedelta:
-    return timedelta(seconds=env_int("AUTH_ACCESS_TOKEN_TTL", 900))
+    return timedelta(seconds=Settings.current().access_token_ttl)
 
 
 def new_signing_key(passphrase: bytes) -> SigningKey:
@@ -248,7 +246,7 @@ class TokenSigning(DependencyProvider):
     service config; refuses to start without one."""
 
     def setup(self) -> None:
-        self.signer = TokenSigner(configured_passphrase(self.container.config))
+        self.signer = TokenSigner(configured_passphrase())
 
     def get_dependency(self, worker_ctx: WorkerContext) -> TokenSigner:
         return self.signer
@@ -258,16 +256,12 @@ class Sealing(DependencyProvider):
     """Gives the service its :class:`~svc_auth.sealing.Sealer` (same passphrase)."""
 
     def setup(self) -> None:
-        self.sealer = Sealer(configured_passphrase(self.container.config))
+        self.sealer = Sealer(configured_passphrase())
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Sealer:
         return self.sealer
 
 
-def configured_passphrase(config: dict[str, Any]) -> bytes:
-    passphrase = str(config.get(PASSPHRASE_CONFIG_KEY) or "")
-    if not passphrase:
-        raise ConfigurationError(
-            f"{PASSPHRASE_CONFIG_KEY} is not set: it encrypts the service's keys at rest."
-        )
-    return passphrase.encode()
+def configured_passphrase() -> bytes:
+    """``AUTH_KEY_PASSPHRASE``; the settings refuse to start without one."""
+    return Settings.current().key_passphrase.get_secret_value().encode()

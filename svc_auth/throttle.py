@@ -18,9 +18,9 @@ from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from common.config import env_int
 from common.errors import TooManyAttempts
 from svc_auth.models import LoginThrottle
+from svc_auth.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -33,19 +33,21 @@ class Policy:
 
 
 def account_policy() -> Policy:
+    settings = Settings.current()
     return Policy(
-        window=timedelta(seconds=env_int("AUTH_LOGIN_WINDOW_SECONDS", 900)),
-        slow_after=env_int("AUTH_LOGIN_SLOW_AFTER", 3),
-        lock_after=env_int("AUTH_ACCOUNT_LOCK_AFTER", 10),
-        lock_for=timedelta(seconds=env_int("AUTH_LOCK_SECONDS", 900)),
+        window=timedelta(seconds=settings.login_window_seconds),
+        slow_after=settings.login_slow_after,
+        lock_after=settings.account_lock_after,
+        lock_for=timedelta(seconds=settings.lock_seconds),
     )
 
 
 def address_policy() -> Policy:
+    settings = Settings.current()
     return Policy(
-        window=timedelta(seconds=env_int("AUTH_LOGIN_WINDOW_SECONDS", 900)),
-        lock_after=env_int("AUTH_ADDRESS_LOCK_AFTER", 50),
-        lock_for=timedelta(seconds=env_int("AUTH_LOCK_SECONDS", 900)),
+        window=timedelta(seconds=settings.login_window_seconds),
+        lock_after=settings.address_lock_after,
+        lock_for=timedelta(seconds=settings.lock_seconds),
     )
 
 

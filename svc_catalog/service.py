@@ -7,7 +7,6 @@ from typing import Any
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
-from common.config import env_float
 from common.context import CallContextProvider
 from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
@@ -17,6 +16,7 @@ from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
 from svc_catalog import categories, inventory, products, reviews, search_feed
 from svc_catalog.models import Base, CatalogIdempotencyKey, CatalogOutboxMessage
+from svc_catalog.settings import Settings
 
 
 class CatalogService:
@@ -207,7 +207,7 @@ class CatalogService:
             self.orders.has_bought,
             user_id,
             product_id,
-            timeout=env_float("CATALOG_CALL_TIMEOUT", 5.0),
+            timeout=Settings.current().call_timeout,
         )
 
     @timer(interval=5)

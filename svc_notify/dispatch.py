@@ -36,6 +36,7 @@ from common.db import utcnow
 from svc_notify import channels
 from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
 from svc_notify.rendering import Renderer
+from svc_notify.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -196,29 +197,29 @@ class Dispatcher(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
-        self.config = config
+        settings = Settings.current()
         for channel in ("email", "sms", "webhook"):
             DELIVERIES_PARKED.labels(channel)  # 0 until one is parked: on scrapes
         db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{self.base.__name__}"]
-        self.concurrency = int(config.get("NOTIFY_SEND_CONCURRENCY", 4))
+        self.concurrency = settings.send_concurrency
         self._engine = create_engine(
             db_url, pool_size=self.concurrency, max_overflow=1, pool_pre_ping=True
         )
         self._sessions = sessionmaker(bind=self._engine)
-        self.poll_seconds = float(config.get("NOTIFY_POLL_SECONDS", 1.0))
+        self.poll_seconds = settings.poll_seconds
         self.policy = RetryPolicy(
-            max_attempts=int(config.get("NOTIFY_MAX_ATTEMPTS", 6)),
-            base_seconds=float(config.get("NOTIFY_RETRY_BASE_SECONDS", 30)),
-            max_seconds=float(config.get("NOTIFY_RETRY_MAX_SECONDS", 3600)),
+            max_attempts=settings.max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
         )
         self.senders = Senders(
-            email=channels.email_sender(config),
-            sms=channels.SnsSms(channels.aws_client("sns", config)),
+            email=channels.email_sender(settings),
+            sms=channels.SnsSms(settings.aws_client("sns")),
             webhooks=channels.WebhookPoster(
-                float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)),
+                settings.webhook_timeout,
                 _http_session(),
-                allow_private=channels.private_webhooks_allowed(config),
-                allow_loopback=channels.loopback_webhooks_allowed(config),
+                allow_private=settings.webhook_allow_private,
+                allow_loopback=settings.webhook_allow_loopback,
             ),
         )
         self.sms_templates = {path.stem for path in self.senders.renderer.directory.glob("*.sms")}

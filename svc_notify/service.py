@@ -14,7 +14,6 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common import deadletters
-from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
 from common.db import check_database, database
@@ -25,10 +24,11 @@ from svc_notify import erasure, notifications, preferences, webhooks
 from svc_notify.dispatch import Dispatcher, backlog_health
 from svc_notify.models import Base, NotifyHandledEvent
 from svc_notify.notifications import CONSUMED
+from svc_notify.settings import Settings
 
 
 def _call_timeout() -> float:
-    return env_float("NOTIFY_CALL_TIMEOUT", 5.0)
+    return Settings.current().call_timeout
 
 
 class RpcDirectory:
@@ -82,7 +82,6 @@ class NotifyService(deadletters.DeadLetterAdmin):
     def on_event(self, envelope: dict[str, Any]) -> None:
         """Records the notifications and webhook calls an event causes, once."""
         recipient = notifications.recipient_for(envelope, RpcDirectory(self.auth, self.order))
-        config = self.dispatcher.config
         with self.db.get_session() as session:
             handled, _ = handle_once(
                 session,
@@ -93,7 +92,7 @@ class NotifyService(deadletters.DeadLetterAdmin):
                     session,
                     envelope,
                     recipient,
-                    web_url=str(config.get("NOTIFY_WEB_URL")),
+                    web_url=Settings.current().web_url,
                     sms_templates=self.dispatcher.sms_templates,
                 ),
             )

@@ -12,8 +12,6 @@ import pytest
 from svc_notify.channels import (
     WebhookFailed,
     WebhookPoster,
-    loopback_webhooks_allowed,
-    private_webhooks_allowed,
     refused_destination,
     signature_header,
     verify_signature,
@@ -119,15 +117,6 @@ def test_a_delivery_to_a_refused_address_fails_before_any_connection():
     assert allowed.refusal("http://127.0.0.1:9/") is None
 
 
-@pytest.mark.parametrize(
-    ("value", "allowed"),
-    [(None, False), ("false", False), ("", False), ("true", True), (True, True), ("1", True)],
-)
-def test_private_webhooks_are_allowed_only_when_configured(value, allowed):
-    config = {} if value is None else {"NOTIFY_WEBHOOK_ALLOW_PRIVATE": value}
-    assert private_webhooks_allowed(config) is allowed
-
-
 def test_loopback_receivers_are_allowed_only_when_asked_and_nothing_else_with_them():
     poster = WebhookPoster(timeout=1, session=None, allow_loopback=True)
     assert poster.refusal("http://127.0.0.1:9000/hooks") is None
@@ -138,5 +127,3 @@ def test_loopback_receivers_are_allowed_only_when_asked_and_nothing_else_with_th
         )
         assert inside in narrow.refusal("http://hooks.example.com/"), inside
     assert "127.0.0.1" in WebhookPoster(timeout=1, session=None).refusal("http://127.0.0.1:9/")
-    assert loopback_webhooks_allowed({"NOTIFY_WEBHOOK_ALLOW_LOOPBACK": "true"})
-    assert not loopback_webhooks_allowed({})

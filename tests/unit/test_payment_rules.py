@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import InvalidInput
 from svc_payment import cards, payments
-from svc_payment.providers import MockProvider, RefusedInProduction, provider_named
+from svc_payment.providers import MockProvider
 from svc_payment.providers.mock import DECLINING_CARDS, TEST_PAYMENT_METHODS, resolve
 
 ORDER = "4a4f1b9e-0c7e-4c39-9d8e-1f3a1c2b3d4e"
@@ -130,24 +130,3 @@ def test_deadline_needs_an_offset():
     for raw in ("2026-01-01T10:00:00", "tomorrow", None):
         with pytest.raises(InvalidInput):
             payments.parse_deadline(raw)
-
-
-def test_an_unknown_or_unconfigured_provider_fails_at_start_up():
-    assert provider_named("mock").name == "mock"
-    with pytest.raises(ValueError, match="PAYMENT_PROVIDER='paypal'"):
-        provider_named("paypal")
-    with pytest.raises(ValueError, match="STRIPE_API_KEY"):
-        provider_named("stripe", {})
-    with pytest.raises(ValueError, match="STRIPE_WEBHOOK_SECRET"):
-        provider_named("stripe", {"STRIPE_API_KEY": "sk_test_x"})
-    configured = {"STRIPE_API_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
-    assert provider_named("stripe", configured).name == "stripe"
-
-
-def test_the_mock_provider_is_refused_in_production():
-    production = {"BOOKSTORE_ENVIRONMENT": "production"}
-    with pytest.raises(RefusedInProduction, match="PAYMENT_PROVIDER=mock takes no real payments"):
-        provider_named("mock", production)
-    assert provider_named("mock", {"BOOKSTORE_ENVIRONMENT": "development"}).name == "mock"
-    configured = {**production, "STRIPE_API_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
-    assert provider_named("stripe", configured).name == "stripe"
