@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, SecretStr
 
 from common.config import ServiceSettings, TokenSettings
@@ -35,3 +37,15 @@ class Settings(ServiceSettings, TokenSettings):
     )
     lock_seconds: int = Field(900, gt=0, description="seconds a lock lasts")
     totp_issuer: str = Field("Bookstore", description="shown in authenticator apps")
+
+    @property
+    def access_token_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.access_token_ttl)
+
+    @property
+    def refresh_token_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.refresh_token_ttl)
+
+    @property
+    def signing_key_max_age(self) -> timedelta:
+        return timedelta(days=self.key_rotation_days)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from common import tokens
 from common.db import utcnow
 from common.errors import Conflict
+from svc_auth import domain
 from svc_auth.models import RefreshToken, SigningKey
 from svc_auth.sealing import Sealer
 from svc_auth.settings import Settings
@@ -88,10 +89,6 @@ def replace_signing_keys(session: Session, passphrase: bytes) -> tuple[SigningKe
     return key, ended
 
 
-def access_token_ttl() -> timedelta:
-    return timedelta(seconds=Settings.current().access_token_ttl)
-
-
 def new_signing_key(passphrase: bytes) -> SigningKey:
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     kid = uuid.uuid4().hex
@@ -144,7 +141,8 @@ def rotate_signing_key(session: Session, passphrase: bytes) -> SigningKey:
         .order_by(SigningKey.created_at.desc())
     ).all()
     now = utcnow()
-    if active and now - active[0].created_at < access_token_ttl():
+    ttl = Settings.current().access_token_lifetime
+    if not domain.may_rotate(active[0].created_at if active else None, now, ttl):
         raise Conflict(
             "The current signing key is younger than an access token's lifetime; "
             "rotate again later.",
@@ -214,7 +212,7 @@ class TokenSigner:
     ) -> dict[str, Any]:
         key = current_signing_key(session, self._passphrase)
         issued_at = utcnow()
-        ttl = access_token_ttl()
+        ttl = Settings.current().access_token_lifetime
         claims = {
             "iss": tokens.issuer(),
             "aud": tokens.audience(),

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.backoff import backoff_delay
 from common.db import utcnow
 from svc_notify import channels
+from svc_notify.domain import RetryPolicy
 from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
 from svc_notify.rendering import Renderer
 from svc_notify.settings import Settings
@@ -47,21 +46,6 @@ DELIVERIES_PARKED = Counter(
 )
 
 MAX_ERROR_CHARS = 2000
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    base_seconds: float = 30.0
-    max_seconds: float = 3600.0
-
-    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        """Exponential backoff with "equal jitter": at least half the bound, so delays
-        still grow, and a random rest, so endpoints that failed together are not all
-        called again at the same moment."""
-        return backoff_delay(
-            attempt, base=self.base_seconds, cap=self.max_seconds, jitter="equal", rand=rand
-        )
 
 
 @dataclass
@@ -148,7 +132,7 @@ def send_next(session: Session, senders: Senders, policy: RetryPolicy) -> bool:
     else:
         reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         delivery.last_error = reason
-        if isinstance(error, channels.PermanentFailure) or attempt >= policy.max_attempts:
+        if policy.gives_up(attempt, permanent=isinstance(error, channels.PermanentFailure)):
             delivery.status, delivery.next_attempt_at, outcome = "parked", None, "parked"
             DELIVERIES_PARKED.labels(delivery.channel).inc()
             log.error(

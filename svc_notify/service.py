@@ -20,10 +20,10 @@ from common.db import check_database, database
 from common.errors import BookstoreError, NotFound
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_notify import erasure, notifications, preferences, webhooks
+from svc_notify import domain, erasure, notifications, preferences, webhooks
 from svc_notify.dispatch import Dispatcher, backlog_health
+from svc_notify.domain import CONSUMED
 from svc_notify.models import Base, NotifyHandledEvent
-from svc_notify.notifications import CONSUMED
 from svc_notify.settings import Settings
 
 
@@ -81,7 +81,7 @@ class NotifyService(deadletters.DeadLetterAdmin):
     @_consumes
     def on_event(self, envelope: dict[str, Any]) -> None:
         """Records the notifications and webhook calls an event causes, once."""
-        recipient = notifications.recipient_for(envelope, RpcDirectory(self.auth, self.order))
+        recipient = domain.recipient_for(envelope, RpcDirectory(self.auth, self.order))
         with self.db.get_session() as session:
             handled, _ = handle_once(
                 session,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import InvalidInput
-from svc_payment import cards, payments
+from svc_payment import cards, domain, payments
 from svc_payment.providers import MockProvider
 from svc_payment.providers.mock import DECLINING_CARDS, TEST_PAYMENT_METHODS, resolve
 
@@ -130,3 +130,34 @@ def test_deadline_needs_an_offset():
     for raw in ("2026-01-01T10:00:00", "tomorrow", None):
         with pytest.raises(InvalidInput):
             payments.parse_deadline(raw)
+
+
+def test_a_refund_is_never_more_than_what_is_left():
+    assert domain.refundable(1000, None) == 1000
+    assert domain.refundable(1000, 400) == 600
+    assert domain.refund_amount(None, 600) == 600  # all that is left
+    assert domain.refund_amount(250, 600) == 250
+    for requested in (601, 0, -5, True, 2.5, "100"):
+        with pytest.raises(InvalidInput) as refused:
+            domain.refund_amount(requested, 600)
+        assert refused.value.extensions == {"field": "amount", "refundable": 600}
+    with pytest.raises(InvalidInput):
+        domain.refund_amount(None, 0)  # nothing left
+
+
+def test_a_payment_is_fully_refunded_when_the_refunds_reach_the_amount_paid():
+    assert not domain.fully_refunded(1000, 999)
+    assert domain.fully_refunded(1000, 1000)
+
+
+def test_a_refund_made_at_the_provider_is_the_difference_with_ours():
+    assert domain.refunded_elsewhere(1000, 400) == 600
+    assert domain.refunded_elsewhere(400, 400) == 0
+    assert domain.refunded_elsewhere(300, 400) == 0  # an older event: nothing new
+    assert domain.refunded_elsewhere(None, None) == 0
+
+
+@pytest.mark.parametrize("reason", ["", "   ", None, 42, "x" * 501])
+def test_a_refund_needs_a_reason(reason):
+    with pytest.raises(InvalidInput, match="reason: 1 to 500 characters"):
+        domain.check_refund_reason(reason)
