@@ -11,6 +11,14 @@ from common.notices import silence_import_notices
 
 silence_import_notices()
 
+if __name__ == "__main__" and sys.argv[1:2] in (["service"], ["run"]):
+    # A service's process is green from the start, before anything creates a lock
+    # (pydantic's models in the settings, logging's handlers): eventlet upgrades existing
+    # locks by walking every object, which pydantic's placeholders refuse.
+    import eventlet
+
+    eventlet.monkey_patch()
+
 import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -35,11 +43,6 @@ def run_service(service: str) -> int:
     except InvalidSettings as error:
         print(f"error: {service}: {error}", file=sys.stderr)
         return 2
-    # As `nameko run` does, before the service and its libraries are imported.
-    import eventlet
-
-    eventlet.monkey_patch()
-
     import logging.config
 
     from nameko.cli.run import import_service, run
