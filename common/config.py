@@ -81,11 +81,6 @@ class Settings(BaseSettings):
         return Settings._current[cls]  # type: ignore[return-value]
 
     @classmethod
-    def forget(cls) -> None:
-        """Reads the environment again on next use (tests that change it)."""
-        Settings._current.pop(cls, None)
-
-    @classmethod
     def variable(cls, field: str) -> str:
         """The environment variable a field is read from."""
         info = cls.model_fields[field]
@@ -95,8 +90,9 @@ class Settings(BaseSettings):
 
 
 def describe(cls: type[Settings], error: ValidationError) -> str:
-    """One line per bad value, joined: ``ORDER_CALL_TIMEOUT='5s': expected a number
-    (...)``; a rule across settings (a model validator) gives its own message."""
+    """The bad values on one line, each naming its variable, what it was given and what
+    is expected (``ORDER_CALL_TIMEOUT='5s': Input should be a valid number...``); a rule
+    across settings (a model validator) gives its own message."""
     parts = []
     for problem in error.errors(include_url=False):
         message = problem["msg"].removeprefix("Value error, ")
