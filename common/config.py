@@ -23,7 +23,7 @@ import importlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,14 +55,29 @@ class InvalidSettings(Exception):
 
 
 class Settings(BaseSettings):
-    """The base of every settings class: immutable, read from the environment. A variable
-    set to the empty string is a value, not "unset": an empty ``GATEWAY_REDIS_URL`` turns
-    rate limiting off, an empty ``PAYMENT_PROVIDER`` (the chart's) refuses to start, an
-    empty number is an error."""
+    """The base of every settings class: immutable, read from the environment.
+
+    A variable set to the empty string (``VAR=`` in a compose file) means the default for
+    a number or a flag, as it always did here; for text it is the empty text (an empty
+    ``GATEWAY_REDIS_URL`` turns rate limiting off) and for a choice it is refused (the
+    chart's empty ``PAYMENT_PROVIDER``: someone must choose)."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     _current: ClassVar[dict[type, Settings]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_number_or_flag_is_unset(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        scalar_keys = set()
+        for name, info in cls.model_fields.items():
+            if info.annotation in (int, float, bool):
+                scalar_keys |= {name, info.validation_alias}
+        return {
+            key: value for key, value in values.items() if not (value == "" and key in scalar_keys)
+        }
 
     @classmethod
     def load(cls) -> Self:

@@ -86,7 +86,6 @@ def test_a_bad_value_is_refused_naming_its_variable_and_what_is_expected():
     assert refusal(OrderSettings, ORDER_CALL_TIMEOUT="-1").startswith(
         "ORDER_CALL_TIMEOUT='-1': Input should be greater than 0"
     )
-    assert refusal(OrderSettings, ORDER_CALL_TIMEOUT="").startswith("ORDER_CALL_TIMEOUT='': ")
     assert refusal(NotifySettings, NOTIFY_SMTP_STARTTLS="maybe").startswith(
         "NOTIFY_SMTP_STARTTLS='maybe': Input should be a valid boolean"
     )
@@ -139,9 +138,15 @@ def test_elasticsearch_needs_an_address():
     )
 
 
-def test_an_empty_string_is_a_value_not_the_default(monkeypatch):
+def test_an_empty_number_or_flag_is_its_default_and_empty_text_is_a_value(monkeypatch):
+    monkeypatch.setenv("ORDER_CALL_TIMEOUT", "")
+    monkeypatch.setenv("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "")  # bin/run's own default
+    monkeypatch.setenv("GATEWAY_READ_CACHE", "")
     monkeypatch.setenv("GATEWAY_REDIS_URL", "")  # rate limiting off
-    assert GatewaySettings.load().redis_url == ""
+    assert OrderSettings.load().call_timeout == 5.0
+    assert NotifySettings.load().webhook_allow_private is False
+    gateway = GatewaySettings.load()
+    assert (gateway.read_cache, gateway.redis_url) == (True, "")
 
 
 def test_a_service_metrics_port_wins_over_the_machine_wide_one(monkeypatch):
