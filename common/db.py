@@ -19,7 +19,7 @@ from common.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-#: Service config keys (each service's config.yaml sets them from
+#: nameko config keys (ServiceSettings.nameko_config sets them from
 #: ``<SERVICE>_DB_POOL_SIZE`` / ``<SERVICE>_DB_MAX_OVERFLOW``): the connections the
 #: workers' pool keeps, and how many more it may open in a burst. The connection budget
 #: they add up to: README, "PostgreSQL connections"; docs/decisions/0096.

@@ -38,13 +38,11 @@ from nameko_sqlalchemy import Database
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
 from sqlalchemy import text
 
-from common.config import env_int
+from common.config import settings_class
 from common.context import is_expected
 from common.events import OutboxRelay
 
 log = logging.getLogger(__name__)
-
-METRICS_PORT_ENV = "METRICS_PORT"
 
 RPC_CALLS = Counter(
     "bookstore_rpc_calls_total",
@@ -135,9 +133,7 @@ class ServiceMetrics(DependencyProvider):
     def setup(self) -> None:
         self.service_name = self.container.service_name
         if self.port is None:
-            self.port = env_int(
-                f"{self.service_name.upper()}_{METRICS_PORT_ENV}", env_int(METRICS_PORT_ENV, 0)
-            )
+            self.port = settings_class(self.service_name).current().serving_metrics_port
         for dependency in self.container.dependencies:
             if isinstance(dependency, OutboxRelay):
                 OUTBOX_BACKLOG.labels(self.service_name).set_function(_safe(dependency.backlog))

@@ -160,10 +160,9 @@ def alone(session: Session, lock_key: int, work: Callable[[], T]) -> T | None:
         session.commit()
 
 
-def due(last_run: dict[str, float], configured: Any, now: float, default: float = 600) -> bool:
-    """Whether a periodic reconciliation is due (``configured`` seconds apart, the
-    default when unset, 0 never), noting the run in ``last_run`` if so."""
-    interval = float(default if configured in (None, "") else configured)
+def due(last_run: dict[str, float], interval: float, now: float) -> bool:
+    """Whether a periodic reconciliation is due (``interval`` seconds apart, 0 never),
+    noting the run in ``last_run`` if so."""
     if interval <= 0 or now - last_run.get("at", -interval) < interval:
         return False
     last_run["at"] = now

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from common.config import env_str
+from common.config import TokenSettings
 
 ALGORITHM = "RS256"
 
 
 def issuer() -> str:
-    return env_str("AUTH_TOKEN_ISSUER", "bookstore-auth")
+    return TokenSettings.current().token_issuer
 
 
 def audience() -> str:
-    return env_str("AUTH_TOKEN_AUDIENCE", "bookstore-api")
+    return TokenSettings.current().token_audience

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import sys
 import tempfile
 
 import uvicorn
 
+from common.config import InvalidSettings
 from common.logging import logging_config
 from gateway.metrics import MULTIPROCESS_DIR_ENV
 from gateway.settings import Settings
@@ -28,8 +30,12 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def main() -> None:
-    settings = Settings()
+def main() -> int:
+    try:
+        settings = Settings.current()
+    except InvalidSettings as error:
+        print(f"error: gateway: {error}", file=sys.stderr)
+        return 2
     raise_open_files_limit()
     if settings.workers > 1 and not os.environ.get(MULTIPROCESS_DIR_ENV):
         # Each worker process writes its metrics here; any worker's scrape sums them.
@@ -42,7 +48,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_config=logging_config("gateway"),
+        log_config=logging_config("gateway", settings.log_level),
         access_log=False,  # RequestContextMiddleware writes one JSON line per request
         forwarded_allow_ips=settings.forwarded_allow_ips,
         # uvicorn restarts a worker that does not answer its supervisor (or finish
@@ -50,7 +56,8 @@ def main() -> None:
         # loaded 2-core machine, where importing and loading the spec alone takes longer.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -74,7 +74,7 @@ def create_app(
     handlers are coroutines awaiting one RPC call on the process's one AMQP connection.
     The background threads (key refresh, revocation poll, refusal audit) call through
     the same client, on its loop."""
-    settings = settings or Settings()
+    settings = settings or Settings.current()
     # Per process (each uvicorn worker runs this factory): a tracer provider cannot be
     # shared across a fork.
     tracing.configure("gateway")

@@ -1,72 +1,86 @@
-"""The gateway's settings, read once from the environment."""
+"""The gateway's settings, read once from the environment (common/config.py: typed, a bad
+value stops the gateway before it serves)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import ClassVar
 
-from common.config import SERVICE_PACKAGES, env_bool, env_float, env_int, env_str
+from pydantic import Field, field_validator
+
+from common.config import SERVICE_PACKAGES, SharedSettings, TokenSettings
 
 #: Where the versioned API lives (the spec's only server).
 API_BASE_PATH = "/api/v1"
 
 
-@dataclass(frozen=True)
-class Settings:
-    amqp_uri: str = field(
-        default_factory=lambda: env_str("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672//")
+class Settings(SharedSettings, TokenSettings, env_prefix="GATEWAY_", populate_by_name=True):
+    host: str = Field("127.0.0.1", description="the address the gateway listens on")
+    port: int = Field(8080, gt=0, le=65535, description="its port")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        gt=0,
+        description="server processes; each keeps its own AMQP connection, key and read caches",
+        json_schema_extra={"default_text": "the number of cores"},
     )
-    #: Seconds an RPC call may take before the client gets a 504.
-    rpc_timeout: float = field(default_factory=lambda: env_float("GATEWAY_RPC_TIMEOUT", 5.0))
-    #: Seconds each service has to answer the readiness ping.
-    ready_timeout: float = field(default_factory=lambda: env_float("GATEWAY_READY_TIMEOUT", 2.0))
-    #: Seconds between JWKS refreshes (a token with an unknown key id triggers one sooner).
-    jwks_refresh_interval: float = field(
-        default_factory=lambda: env_float("GATEWAY_JWKS_REFRESH", 300.0)
+    read_cache: bool = Field(
+        True,
+        description=(
+            "public catalog reads answered from each worker's memory, kept current by events "
+            "(docs/decisions/0071)"
+        ),
     )
-    #: Seconds between polls of auth for revoked access tokens: how long a logout,
-    #: suspension or role change may take to reach this gateway.
-    revocation_poll_interval: float = field(
-        default_factory=lambda: env_float("GATEWAY_REVOCATION_POLL", 1.0)
+    cache_ttl: float = Field(
+        5.0, gt=0, description="seconds an entry lives if no event drops it (staleness bound)"
     )
-    #: Check every response against the spec; on in tests, off in production (cost).
-    validate_responses: bool = field(
-        default_factory=lambda: env_bool("GATEWAY_VALIDATE_RESPONSES", False)
+    cache_max_entries: int = Field(20_000, gt=0, description="read cache entries per worker")
+    cache_max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="read cache bytes per worker")
+    rpc_timeout: float = Field(
+        5.0, gt=0, description="seconds an RPC call may take before the client gets a 504"
     )
-    host: str = field(default_factory=lambda: env_str("GATEWAY_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: env_int("GATEWAY_PORT", 8080))
-    #: Larger request bodies are refused with 413 (the largest book is a few dozen KB).
-    max_body_bytes: int = field(
-        default_factory=lambda: env_int("GATEWAY_MAX_BODY_BYTES", 1024 * 1024)
+    ready_timeout: float = Field(
+        2.0, gt=0, description="seconds each service has to answer the readiness ping"
     )
-    #: Server processes (default: one per core); each keeps its own AMQP connection,
-    #: key cache and read cache.
-    workers: int = field(default_factory=lambda: env_int("GATEWAY_WORKERS", os.cpu_count() or 1))
-    #: Proxies whose X-Forwarded-For is believed (comma-separated addresses, or "*").
-    forwarded_allow_ips: str = field(
-        default_factory=lambda: env_str("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
+    jwks_refresh_interval: float = Field(
+        300.0,
+        gt=0,
+        validation_alias="GATEWAY_JWKS_REFRESH",
+        description="seconds between JWKS refreshes (an unknown key id triggers one sooner)",
     )
-    #: Redis for rate limiting, shared by every gateway process; empty turns limiting off.
-    redis_url: str = field(
-        default_factory=lambda: env_str("GATEWAY_REDIS_URL", "redis://127.0.0.1:6379/0")
+    revocation_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        validation_alias="GATEWAY_REVOCATION_POLL",
+        description=(
+            "seconds between polls of auth for revoked access tokens (logout, suspension, "
+            "new password or roles)"
+        ),
     )
-    #: Requests per window per caller, per route group (see gateway/ratelimit.py).
-    rate_limits: str = field(
-        default_factory=lambda: env_str("GATEWAY_RATE_LIMITS", "default=100/1s,credentials=20/60s")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="larger bodies are 413")
+    validate_responses: bool = Field(
+        False, description="check every response against the spec (on in tests; costly)"
     )
-    #: Prefix of the gateway's Redis keys (several deployments can share one Redis).
-    rate_limit_prefix: str = field(
-        default_factory=lambda: env_str("GATEWAY_RATE_LIMIT_PREFIX", "bookstore:ratelimit:")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for rate limiting, shared by every gateway (empty: no rate limiting)",
     )
-    #: Public catalog reads answered from each worker's memory (gateway/read_cache.py).
-    read_cache: bool = field(default_factory=lambda: env_bool("GATEWAY_READ_CACHE", True))
-    #: Seconds an entry lives if no event drops it first: the staleness bound when an
-    #: event is lost.
-    cache_ttl: float = field(default_factory=lambda: env_float("GATEWAY_CACHE_TTL", 5.0))
-    cache_max_entries: int = field(
-        default_factory=lambda: env_int("GATEWAY_CACHE_MAX_ENTRIES", 20_000)
+    rate_limits: str = Field(
+        "default=100/1s,credentials=20/60s",
+        description="requests per window per caller, per route group (gateway/ratelimit.py)",
     )
-    cache_max_bytes: int = field(
-        default_factory=lambda: env_int("GATEWAY_CACHE_MAX_BYTES", 64 * 1024 * 1024)
+    rate_limit_prefix: str = Field(
+        "bookstore:ratelimit:", description="prefix of the gateway's Redis keys"
     )
-    services: tuple[str, ...] = tuple(SERVICE_PACKAGES)
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="proxies whose `X-Forwarded-For` is believed (comma-separated, or `*`)",
+    )
+    services: ClassVar[tuple[str, ...]] = tuple(SERVICE_PACKAGES)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        from gateway.ratelimit import parse_limits  # it needs API_BASE_PATH, from here
+
+        parse_limits(value)
+        return value

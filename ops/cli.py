@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from common.config import SERVICE_PACKAGES, database_url  # noqa: E402
+from common.config import SERVICE_PACKAGES, InvalidSettings, database_url  # noqa: E402
 
 
 def _database_unreachable(error: OperationalError, service: str | None = None) -> str:
@@ -192,29 +192,11 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def startup_refusal(service: str) -> str | None:
-    """Why the service's configuration must not start, in one line, or None. Checked
-    before exec so a container's log says it plainly; the service checks again itself
-    (``nameko run`` started some other way)."""
-    if service == "payment":
-        from common.config import service_config
-        from svc_payment.providers import provider_named
-
-        config = service_config(service)
-        try:
-            provider_named(str(config.get("PAYMENT_PROVIDER", "")), config)
-        except ValueError as error:
-            return str(error)
-    return None
-
-
 def run_service(args: argparse.Namespace) -> int:
     from ops.processes import service_command
 
-    refusal = startup_refusal(args.service)
-    if refusal is not None:
-        print(f"error: {args.service}: {refusal}", file=sys.stderr)
-        return 2
+    # The service's settings are checked by the command itself: a bad one is a single
+    # line in the container's log and exit status 2 (ops/nameko_cli.py).
     command = service_command(args.service)
     # exec, not a child: in a container the service must be the process that receives
     # SIGTERM, so nameko stops gracefully (finishing running workers) on a rollout.
@@ -315,9 +297,10 @@ def search_rebuild(args: argparse.Namespace) -> int:
     from svc_search.engine import SearchEngine
     from svc_search.rebuild import rebuild_index
     from svc_search.service import fetch_categories
+    from svc_search.settings import Settings as SearchSettings
 
     config = service_config("search")
-    elastic = SearchEngine.from_config(config).elastic
+    elastic = SearchEngine.from_settings(SearchSettings.load()).elastic
     engine = create_engine(database_url("search"))
     bars: list[tqdm] = []
 
@@ -610,6 +593,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_checkout_environment(os.environ)
     try:
         return args.handler(args)
+    except InvalidSettings as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except OperationalError as error:
         print(_database_unreachable(error), file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ silence_import_notices()
 
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, service_config  # noqa: E402
+from common.config import REPO_ROOT, SERVICE_PACKAGES, SharedSettings, database_url  # noqa: E402
 
 INSTANCE_ENV = "BOOKSTORE_INSTANCE"
 _VALID = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -77,7 +77,7 @@ def apply_instance(environ: MutableMapping[str, str]) -> str | None:
             environ[variable] = url.render_as_string(hide_password=False)
     if not environ.get("AMQP_URI"):
         # The configured broker (scheme, credentials, host), with the instance's vhost.
-        scheme, _, rest = str(service_config("auth")["AMQP_URI"]).partition("://")
+        scheme, _, rest = SharedSettings.load().amqp_uri.partition("://")
         environ["AMQP_URI"] = f"{scheme}://{rest.split('/', 1)[0]}/{vhost(instance)}"
     environ.setdefault("GATEWAY_RATE_LIMIT_PREFIX", f"bookstore:{instance}:ratelimit:")
     return instance

@@ -102,10 +102,16 @@ def with_interface(readme: str, interface: Interface) -> str:
     """``readme`` with its generated section replaced (or appended when it has none)."""
     section = render(interface)
     if START in readme and END in readme:
-        before, rest = readme.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        return before + section + ("\n" + after if after else "")
+        return replace_section(readme, START, END, section)
     return readme.rstrip("\n") + "\n\n## Interface\n\n" + section
+
+
+def replace_section(text: str, start: str, end: str, section: str) -> str:
+    """``text`` with what lies from ``start`` to ``end`` (markers included) replaced by
+    ``section``, which begins with ``start`` and ends with ``end``."""
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1].lstrip("\n")
+    return before + section + ("\n" + after if after else "")
 
 
 def readme_path(service: str) -> Path:

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import requests
 
-from common.config import SERVICE_PACKAGES, service_config_path
-
 STOP_GRACE_SECONDS = 15
 
 
@@ -107,15 +105,7 @@ def stop_in_order(
 
 def service_command(service: str) -> list[str]:
     """How one service is run, here, in tests and in containers (``bookstore run-service``)."""
-    return [
-        sys.executable,
-        "-m",
-        "ops.nameko_cli",
-        "run",
-        "--config",
-        str(service_config_path(service)),
-        f"{SERVICE_PACKAGES[service]}.service",
-    ]
+    return [sys.executable, "-m", "ops.nameko_cli", "service", service]
 
 
 def gateway_command() -> list[str]:

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, env_bool, service_config
+from common.config import REPO_ROOT, SERVICE_PACKAGES, database_url, service_config
 from ops import databases, standins
 from ops.instance import INSTANCE_ENV, database_name
 from ops.processes import (
@@ -29,13 +29,14 @@ from ops.processes import (
     wait_until_ready,
 )
 from ops.supervisor import Supervisor
+from svc_catalog.settings import Settings as CatalogSettings
+from svc_notify.settings import Settings as NotifySettings
 
 LOG_DIR = REPO_ROOT / "var" / "log"
 READY_TIMEOUT_SECONDS = 90
 
 
 def _prepare_data(books: int) -> tuple[str, str]:
-    from common.config import service_config
     from common.topology import declare_platform
     from svc_auth.accounts import create_admin
     from svc_catalog.seed import seed_catalog
@@ -171,9 +172,9 @@ def _start_standins(env: dict[str, str], started: list[ManagedProcess]) -> None:
         started.append(aws)
         endpoint = f"http://127.0.0.1:{port}"
         standins.wait_for_local_aws(endpoint, aws)
-        sender = parseaddr(str(service_config("notify")["NOTIFY_EMAIL_FROM"]))[1]
+        sender = parseaddr(NotifySettings.load().email_from)[1]
         state["mirror_queue"] = standins.prepare_local_aws(
-            endpoint, sender, str(service_config("catalog")["CATALOG_IMAGES_BUCKET"])
+            endpoint, sender, CatalogSettings.load().images_bucket
         )
         state["aws_endpoint"] = endpoint
         env.update(
@@ -206,7 +207,7 @@ def _standin_lines() -> str:
 
 def _webhook_guard(allow_loopback: bool) -> str:
     """What the notify service's destination guard lets through, for the banner."""
-    if env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", False):
+    if NotifySettings.load().webhook_allow_private:
         return "to any address, this machine and private networks included (set in the "
         "environment: NOTIFY_WEBHOOK_ALLOW_PRIVATE)"
     if allow_loopback:

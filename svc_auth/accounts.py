@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from common import schemas
 from common.db import isoformat, parse_id, utcnow
 from common.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from svc_auth import audit, mfa, onetime, passwords, roles, sessions, throttle
+from svc_auth import audit, domain, mfa, onetime, passwords, roles, sessions, throttle
 from svc_auth.emails import normalize_email
 from svc_auth.models import Address, User, outbox
 
@@ -84,7 +84,7 @@ def register(session: Session, registration: dict[str, Any]) -> dict[str, Any]:
     email (``user.registration_attempted``); no account changes."""
     schemas.validate("Registration", registration)
     email = normalize_email(registration["email"])
-    passwords.check_policy(registration["password"], email)
+    domain.check_password_policy(registration["password"], email)
     # Hashed before looking, so both outcomes take as long.
     password_hash = passwords.hash_password(registration["password"])
     existing = session.scalars(select(User).where(User.email == email)).first()
@@ -194,7 +194,7 @@ def change_password(session: Session, user_id: str, current: str, new: str) -> N
 
 
 def _set_password(session: Session, user: User, new: str) -> None:
-    passwords.check_policy(new, user.email)
+    domain.check_password_policy(new, user.email)
     if passwords.verify_password(user.password_hash, new):
         raise InvalidInput(
             "password: choose a password you are not using now.", {"field": "password"}
@@ -270,7 +270,7 @@ def create_admin(session: Session, email: str, password: str, name: str | None) 
     email = normalize_email(email)
     user = session.scalars(select(User).where(User.email == email)).first()
     if user is None:
-        passwords.check_policy(password, email)
+        domain.check_password_policy(password, email)
         user = User(
             id=uuid.uuid4(),
             email=email,

@@ -17,12 +17,12 @@ import pyotp
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from common.config import env_str
 from common.db import utcnow
 from common.errors import Conflict, InvalidInput
 from svc_auth import audit, onetime
 from svc_auth.models import RecoveryCode, User, outbox
 from svc_auth.sealing import Sealer
+from svc_auth.settings import Settings
 
 RECOVERY_CODE_COUNT = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i look-alikes
@@ -34,7 +34,7 @@ VALID_WINDOW_STEPS = 1
 
 
 def totp_issuer() -> str:
-    return env_str("AUTH_TOTP_ISSUER", "Bookstore")
+    return Settings.current().totp_issuer
 
 
 def start_enrolment(session: Session, sealer: Sealer, user: User) -> dict[str, Any]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from nameko.timer import timer
 
 from common import context
-from common.config import env_int
 from common.context import CallContextProvider
 from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
@@ -17,8 +15,9 @@ from common.events import OutboxRelay
 from common.idempotency import purge_expired, run_once
 from common.metrics import ServiceMetrics
 from common.rpc import rpc
-from svc_auth import accounts, addresses, admin, audit, maintenance, mfa, sessions
+from svc_auth import accounts, addresses, admin, audit, domain, maintenance, mfa, sessions
 from svc_auth.models import AuthIdempotencyKey, AuthOutboxMessage, Base
+from svc_auth.settings import Settings
 from svc_auth.signing import Sealing, TokenSigning, key_age
 
 log = logging.getLogger(__name__)
@@ -258,10 +257,9 @@ class AuthService:
 
     @timer(interval=3600)
     def rotate_old_signing_key(self) -> None:
-        max_age = timedelta(days=env_int("AUTH_KEY_ROTATION_DAYS", 30))
         with self.db.get_session() as session:
             age = key_age(session)
-            if age is not None and age >= max_age:
+            if domain.rotation_due(age, Settings.current().signing_key_max_age):
                 kid = self.signer.rotate(session)
                 audit.record(session, "signing_key.rotated", details={"kid": kid, "age": str(age)})
                 log.info("signing key rotated", extra={"kid": kid})

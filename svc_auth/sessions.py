@@ -21,7 +21,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from common import context
-from common.config import env_int
 from common.db import utcnow
 from common.errors import (
     BookstoreError,
@@ -30,11 +29,12 @@ from common.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
-from svc_auth import audit, emails, mfa, onetime, passwords, throttle
+from svc_auth import audit, domain, emails, mfa, onetime, passwords, throttle
 from svc_auth.models import AccessRevocation, RefreshToken, User
 from svc_auth.roles import scopes_for
 from svc_auth.sealing import Sealer
-from svc_auth.signing import TokenSigner, access_token_ttl
+from svc_auth.settings import Settings
+from svc_auth.signing import TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,6 @@ SUSPENDED = "suspended"
 #: The gateway's clock leeway on token times, and a margin (gateway/security.py).
 REVOCATION_LEEWAY_SECONDS = 60
 REVOCATION_PAGE = 1000
-
-
-def refresh_token_ttl() -> timedelta:
-    return timedelta(seconds=env_int("AUTH_REFRESH_TOKEN_TTL", 7 * 24 * 3600))
 
 
 def _refuse(session: Session, error: BookstoreError) -> NoReturn:
@@ -123,10 +119,11 @@ def complete_mfa_login(
     return issue_tokens(session, signer, user)
 
 
-def _throttle_keys(email: str) -> list[tuple[str, throttle.Policy]]:
-    keys = [(throttle.account_key(email), throttle.account_policy())]
+def _throttle_keys(email: str) -> list[tuple[str, domain.Policy]]:
+    settings = Settings.current()
+    keys = [(throttle.account_key(email), domain.account_policy(settings))]
     if address := throttle.address_key(context.current().client_ip):
-        keys.append((address, throttle.address_policy()))
+        keys.append((address, domain.address_policy(settings)))
     return keys
 
 
@@ -137,7 +134,7 @@ def issue_tokens(
     family_id = family_id or uuid.uuid4()
     refresh_secret = onetime.new_secret()
     now = utcnow()
-    ttl = refresh_token_ttl()
+    ttl = Settings.current().refresh_token_lifetime
     session.add(
         RefreshToken(
             id=uuid.uuid4(),
@@ -244,7 +241,7 @@ def revoke_access(
 def revocations_kept() -> timedelta:
     """How long a revocation is served after it: an access token's lifetime and the
     gateway's clock leeway; older ones concern tokens that have expired anyway."""
-    return access_token_ttl() + timedelta(seconds=REVOCATION_LEEWAY_SECONDS)
+    return Settings.current().access_token_lifetime + timedelta(seconds=REVOCATION_LEEWAY_SECONDS)
 
 
 def access_revocations(session: Session, since: float | None = None) -> dict[str, Any]:

@@ -17,19 +17,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from nameko.containers import WorkerContext
-from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from common import tokens
-from common.config import env_int
 from common.db import utcnow
 from common.errors import Conflict
+from svc_auth import domain
 from svc_auth.models import RefreshToken, SigningKey
 from svc_auth.sealing import Sealer
+from svc_auth.settings import Settings
 
-PASSPHRASE_CONFIG_KEY = "AUTH_KEY_PASSPHRASE"  # noqa: S105 - a setting name, not a secret
 RSA_KEY_BITS = 2048
 # Serialises key creation across instances of the service (any constant will do).
 _KEY_CREATION_LOCK = 0x5A17_0001
@@ -90,10 +89,6 @@ def replace_signing_keys(session: Session, passphrase: bytes) -> tuple[SigningKe
     return key, ended
 
 
-def access_token_ttl() -> timedelta:
-    return timedelta(seconds=env_int("AUTH_ACCESS_TOKEN_TTL", 900))
-
-
 def new_signing_key(passphrase: bytes) -> SigningKey:
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     kid = uuid.uuid4().hex
@@ -146,7 +141,8 @@ def rotate_signing_key(session: Session, passphrase: bytes) -> SigningKey:
         .order_by(SigningKey.created_at.desc())
     ).all()
     now = utcnow()
-    if active and now - active[0].created_at < access_token_ttl():
+    ttl = Settings.current().access_token_lifetime
+    if not domain.may_rotate(active[0].created_at if active else None, now, ttl):
         raise Conflict(
             "The current signing key is younger than an access token's lifetime; "
             "rotate again later.",
@@ -216,7 +212,7 @@ class TokenSigner:
     ) -> dict[str, Any]:
         key = current_signing_key(session, self._passphrase)
         issued_at = utcnow()
-        ttl = access_token_ttl()
+        ttl = Settings.current().access_token_lifetime
         claims = {
             "iss": tokens.issuer(),
             "aud": tokens.audience(),
@@ -248,7 +244,7 @@ class TokenSigning(DependencyProvider):
     service config; refuses to start without one."""
 
     def setup(self) -> None:
-        self.signer = TokenSigner(configured_passphrase(self.container.config))
+        self.signer = TokenSigner(configured_passphrase())
 
     def get_dependency(self, worker_ctx: WorkerContext) -> TokenSigner:
         return self.signer
@@ -258,16 +254,12 @@ class Sealing(DependencyProvider):
     """Gives the service its :class:`~svc_auth.sealing.Sealer` (same passphrase)."""
 
     def setup(self) -> None:
-        self.sealer = Sealer(configured_passphrase(self.container.config))
+        self.sealer = Sealer(configured_passphrase())
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Sealer:
         return self.sealer
 
 
-def configured_passphrase(config: dict[str, Any]) -> bytes:
-    passphrase = str(config.get(PASSPHRASE_CONFIG_KEY) or "")
-    if not passphrase:
-        raise ConfigurationError(
-            f"{PASSPHRASE_CONFIG_KEY} is not set: it encrypts the service's keys at rest."
-        )
-    return passphrase.encode()
+def configured_passphrase() -> bytes:
+    """``AUTH_KEY_PASSPHRASE``; the settings refuse to start without one."""
+    return Settings.current().key_passphrase.get_secret_value().encode()

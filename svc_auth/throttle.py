@@ -1,52 +1,19 @@
-"""Failed-login throttling, per account and per client address.
-
-Two counters watch every login: one for the email address (whether or not it has an
-account, so lockouts reveal nothing) and one for the client's IP address. Failures
-within a window count; past ``slow_after`` each further attempt must wait longer
-(1 s, 2 s, 4 s... up to ``max_delay``), and at ``lock_after`` the key is locked for
-``lock_for``. A successful login clears the account counter, never the address counter
-(one valid account must not reset an attacker's count).
-"""
+"""Failed-login throttling, per account and per client address: the counters, kept in
+the database. The rules they follow (windows, slowing down, locks) are in
+svc_auth/domain.py."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from common.config import env_int
 from common.errors import TooManyAttempts
+from svc_auth.domain import Policy, account_policy, address_policy, count_failure, wait_seconds
 from svc_auth.models import LoginThrottle
-
-
-@dataclass(frozen=True)
-class Policy:
-    window: timedelta
-    lock_after: int
-    lock_for: timedelta
-    slow_after: int | None = None
-    max_delay_seconds: int = 30
-
-
-def account_policy() -> Policy:
-    return Policy(
-        window=timedelta(seconds=env_int("AUTH_LOGIN_WINDOW_SECONDS", 900)),
-        slow_after=env_int("AUTH_LOGIN_SLOW_AFTER", 3),
-        lock_after=env_int("AUTH_ACCOUNT_LOCK_AFTER", 10),
-        lock_for=timedelta(seconds=env_int("AUTH_LOCK_SECONDS", 900)),
-    )
-
-
-def address_policy() -> Policy:
-    return Policy(
-        window=timedelta(seconds=env_int("AUTH_LOGIN_WINDOW_SECONDS", 900)),
-        lock_after=env_int("AUTH_ADDRESS_LOCK_AFTER", 50),
-        lock_for=timedelta(seconds=env_int("AUTH_LOCK_SECONDS", 900)),
-    )
+from svc_auth.settings import Settings
 
 
 def account_key(email: str) -> str:
@@ -55,36 +22,6 @@ def account_key(email: str) -> str:
 
 def address_key(client_ip: str | None) -> str | None:
     return f"ip:{client_ip}" if client_ip else None
-
-
-def wait_seconds(row: LoginThrottle | None, policy: Policy, now: datetime) -> int:
-    """How long the key must wait before its next attempt (0: go ahead)."""
-    if row is None:
-        return 0
-    if row.locked_until is not None and row.locked_until > now:
-        return math.ceil((row.locked_until - now).total_seconds())
-    if now - row.first_failure_at > policy.window:
-        return 0
-    if policy.slow_after is not None and row.failures >= policy.slow_after:
-        delay = min(2 ** (row.failures - policy.slow_after), policy.max_delay_seconds)
-        ready_at = row.last_failure_at + timedelta(seconds=delay)
-        if now < ready_at:
-            return math.ceil((ready_at - now).total_seconds())
-    return 0
-
-
-def count_failure(row: LoginThrottle, policy: Policy, now: datetime) -> None:
-    """Adds one failure to ``row`` (starting a new window if the last one is over)."""
-    if now - row.first_failure_at > policy.window or (
-        row.locked_until is not None and row.locked_until <= now
-    ):
-        row.failures = 0
-        row.first_failure_at = now
-        row.locked_until = None
-    row.failures += 1
-    row.last_failure_at = now
-    if row.failures >= policy.lock_after:
-        row.locked_until = now + policy.lock_for
 
 
 def serialize(session: Session, key: str) -> None:
@@ -123,7 +60,8 @@ def clear(session: Session, key: str) -> None:
 
 def purge_stale(session: Session, now: datetime) -> int:
     """Forgets counters whose window and lock are both over (a timer calls this)."""
-    window = max(account_policy().window, address_policy().window)
+    settings = Settings.current()
+    window = max(account_policy(settings).window, address_policy(settings).window)
     result = session.execute(
         delete(LoginThrottle).where(
             LoginThrottle.last_failure_at < now - window,

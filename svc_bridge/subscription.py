@@ -20,7 +20,6 @@ import logging
 import time
 from typing import Any
 
-import boto3
 import eventlet
 from botocore.config import Config as BotoConfig
 from kombu import Connection, Consumer, Queue, binding
@@ -39,6 +38,7 @@ from common.config import SERVICE_PACKAGES
 from common.db import create_pinged_engine, utcnow
 from svc_bridge.mirror import MAX_ENTRIES, EventBridgeUnavailable, Item, Mirror, Outcome
 from svc_bridge.models import Base, MirroredEvent
+from svc_bridge.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,10 @@ PARKING_QUEUE = deadletters.parking_queue_name(QUEUE)
 UNAVAILABLE_BACKOFF = (1.0, 30.0)
 
 
-def events_client(config: dict[str, Any]) -> Any:
+def events_client(settings: Settings) -> Any:
     """A boto3 EventBridge client for the configured region and endpoint."""
-    return boto3.client(
+    return settings.aws_client(
         "events",
-        region_name=config.get("AWS_REGION") or None,
-        endpoint_url=config.get("AWS_ENDPOINT_URL") or None,
         # Retries are ours (only failed entries, with jitter); boto3's would resend
         # the whole batch.
         config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10),
@@ -95,13 +93,14 @@ class EventMirror(DependencyProvider):
         config = self.container.config
         deadletters.DEAD_LETTERS.labels(QUEUE)  # 0 until one is parked: on scrapes
         self.amqp_uri = config[AMQP_URI_CONFIG_KEY]
-        self.bus_name = str(config.get("BRIDGE_EVENT_BUS") or "bookstore")
-        self.batch_wait = float(config.get("BRIDGE_BATCH_WAIT_SECONDS", 0.2))
+        settings = Settings.current()
+        self.bus_name = settings.event_bus
+        self.batch_wait = settings.batch_wait_seconds
         self.mirror = Mirror(
-            events_client(config),
+            events_client(settings),
             self.bus_name,
-            max_attempts=int(config.get("BRIDGE_MAX_ATTEMPTS", 5)),
-            base_delay=float(config.get("BRIDGE_RETRY_BASE_SECONDS", 0.2)),
+            max_attempts=settings.max_attempts,
+            base_delay=settings.retry_base_seconds,
             sleep=eventlet.sleep,
         )
         (self.queue,) = self.declared_queues(self.container.service_name, config)

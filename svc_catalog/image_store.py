@@ -1,8 +1,8 @@
 """The bucket that holds product images (S3; moto in server mode in tests).
 
-Settings come from the catalog's ``config.yaml`` (``CATALOG_IMAGES_*``, ``AWS_REGION``,
-``AWS_ENDPOINT_URL``). The service configures the process-wide store at start
-(:class:`ImageStorage`); tools (``bookstore images-orphans``) read the same file.
+Settings are the catalog's (svc_catalog/settings.py: ``CATALOG_IMAGES_*``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL``). The service makes the process-wide store at start
+(:class:`ImageStorage`); tools (``bookstore images-orphans``) use the same settings.
 Presigning (the upload form, private-bucket URLs) is computed locally: no request to S3.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +21,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from nameko.extensions import DependencyProvider
 
-from common.config import service_config
 from common.errors import DependencyUnavailable
 from svc_catalog.image_rules import StoredObject
+from svc_catalog.settings import Settings
 
 #: Content-addressed objects never change: caches may keep them for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -48,16 +48,16 @@ class ImageSettings:
     endpoint_url: str | None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ImageSettings:
+    def from_settings(cls, settings: Settings) -> ImageSettings:
         return cls(
-            bucket=str(config["CATALOG_IMAGES_BUCKET"]),
-            max_bytes=int(config["CATALOG_IMAGES_MAX_BYTES"]),
-            upload_expiry_seconds=int(config["CATALOG_IMAGES_UPLOAD_EXPIRY_SECONDS"]),
-            public_base_url=str(config.get("CATALOG_IMAGES_PUBLIC_BASE_URL") or "").rstrip("/"),
-            url_expiry_seconds=int(config["CATALOG_IMAGES_URL_EXPIRY_SECONDS"]),
-            delete_grace_seconds=int(config["CATALOG_IMAGES_DELETE_GRACE_SECONDS"]),
-            region=config.get("AWS_REGION") or None,
-            endpoint_url=config.get("AWS_ENDPOINT_URL") or None,
+            bucket=settings.images_bucket,
+            max_bytes=settings.images_max_bytes,
+            upload_expiry_seconds=settings.images_upload_expiry_seconds,
+            public_base_url=settings.images_public_base_url.rstrip("/"),
+            url_expiry_seconds=settings.images_url_expiry_seconds,
+            delete_grace_seconds=settings.images_delete_grace_seconds,
+            region=settings.aws_region or None,
+            endpoint_url=settings.aws_endpoint_url or None,
         )
 
 
@@ -182,28 +182,28 @@ class _Missing(Exception):
 _configured: ImageStore | None = None
 
 
-def configure(config: Mapping[str, Any]) -> ImageStore:
-    """Makes the process's store from a service config (nameko's, at start)."""
+def configure(settings: Settings) -> ImageStore:
+    """Makes the process's store from the catalog's settings (the service's, at start)."""
     global _configured  # one store per process, like the boto3 client it holds
-    _configured = ImageStore(ImageSettings.from_config(config))
+    _configured = ImageStore(ImageSettings.from_settings(settings))
     return _configured
 
 
 def current() -> ImageStore:
-    """The process's store: the service's, or (tools) one from svc_catalog/config.yaml."""
-    return _configured or _from_config_file()
+    """The process's store: the service's, or (tools) one from the settings now."""
+    return _configured or _from_settings()
 
 
 @functools.cache
-def _from_config_file() -> ImageStore:
-    return ImageStore(ImageSettings.from_config(service_config("catalog")))
+def _from_settings() -> ImageStore:
+    return ImageStore(ImageSettings.from_settings(Settings.current()))
 
 
 class ImageStorage(DependencyProvider):
-    """Configures the store from the container's config when the service starts."""
+    """Makes the store from the catalog's settings when the service starts."""
 
     def setup(self) -> None:
-        self.store = configure(self.container.config)
+        self.store = configure(Settings.current())
 
     def get_dependency(self, worker_ctx: Any) -> ImageStore:
         return self.store

@@ -7,7 +7,6 @@ from typing import Any
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
-from common.config import env_float
 from common.context import CallContextProvider
 from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
@@ -18,6 +17,7 @@ from common.rpc import call_with_timeout, rpc
 from svc_catalog import categories, image_objects, images, inventory, products, reviews, search_feed
 from svc_catalog.image_store import ImageStorage
 from svc_catalog.models import Base, CatalogIdempotencyKey, CatalogOutboxMessage
+from svc_catalog.settings import Settings
 
 
 class CatalogService:
@@ -231,7 +231,7 @@ class CatalogService:
             self.orders.has_bought,
             user_id,
             product_id,
-            timeout=env_float("CATALOG_CALL_TIMEOUT", 5.0),
+            timeout=Settings.current().call_timeout,
         )
 
     @timer(interval=5)

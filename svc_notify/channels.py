@@ -21,8 +21,9 @@ from email.utils import make_msgid, parseaddr
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import boto3
 import requests
+
+from svc_notify.settings import Settings
 
 #: The header that carries a webhook delivery's signature (documented in the OpenAPI
 #: file's ``webhooks`` section): ``t=<unix seconds>,v1=<hex HMAC-SHA256>``.
@@ -50,14 +51,6 @@ class EmailSender(Protocol):
 
 class SmsSender(Protocol):
     def send(self, phone: str, text: str) -> str: ...
-
-
-def aws_client(service: str, config: dict[str, Any]) -> Any:
-    return boto3.client(
-        service,
-        region_name=config.get("AWS_REGION") or None,
-        endpoint_url=config.get("AWS_ENDPOINT_URL") or None,
-    )
 
 
 @dataclass
@@ -124,22 +117,18 @@ class SnsSms:
         return answer["MessageId"]
 
 
-def email_sender(config: dict[str, Any]) -> EmailSender:
+def email_sender(settings: Settings) -> EmailSender:
     """``NOTIFY_EMAIL_BACKEND``: ``smtp`` (the default) or ``ses``."""
-    backend = str(config.get("NOTIFY_EMAIL_BACKEND") or "smtp")
-    sender = str(config["NOTIFY_EMAIL_FROM"])
-    if backend == "ses":
-        return SesEmail(aws_client("ses", config), sender)
-    if backend == "smtp":
-        return SmtpEmail(
-            host=str(config["NOTIFY_SMTP_HOST"]),
-            port=int(config["NOTIFY_SMTP_PORT"]),
-            sender=sender,
-            username=config.get("NOTIFY_SMTP_USERNAME") or None,
-            password=config.get("NOTIFY_SMTP_PASSWORD") or None,
-            starttls=str(config.get("NOTIFY_SMTP_STARTTLS")).lower() in {"1", "true", "yes"},
-        )
-    raise ValueError(f"NOTIFY_EMAIL_BACKEND: unknown backend {backend!r} (smtp or ses)")
+    if settings.email_backend == "ses":
+        return SesEmail(settings.aws_client("ses"), settings.email_from)
+    return SmtpEmail(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.email_from,
+        username=settings.smtp_username or None,
+        password=settings.smtp_password.get_secret_value() or None,
+        starttls=settings.smtp_starttls,
+    )
 
 
 # -- webhooks ------------------------------------------------------------------------------
@@ -176,23 +165,6 @@ def verify_signature(
 
 
 Resolver = Callable[[str], list[str]]
-
-
-def private_webhooks_allowed(config: dict[str, Any]) -> bool:
-    """``NOTIFY_WEBHOOK_ALLOW_PRIVATE``: false unless set (the tests set it, their
-    receivers listen on loopback)."""
-    return _flag(config, "NOTIFY_WEBHOOK_ALLOW_PRIVATE")
-
-
-def loopback_webhooks_allowed(config: dict[str, Any]) -> bool:
-    """``NOTIFY_WEBHOOK_ALLOW_LOOPBACK``: false unless set (``bin/run
-    --allow-loopback-webhooks``, for a receiver under development on the same machine)."""
-    return _flag(config, "NOTIFY_WEBHOOK_ALLOW_LOOPBACK")
-
-
-def _flag(config: dict[str, Any], name: str) -> bool:
-    value = config.get(name, False)
-    return value is True or str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
 def resolve_host(host: str) -> list[str]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,8 +32,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from common.backoff import backoff_delay
 from common.db import create_pinged_engine, utcnow
 from svc_notify import channels
+from svc_notify.domain import RetryPolicy
 from svc_notify.models import Base, Delivery, DeliveryAttempt, WebhookEndpoint
 from svc_notify.rendering import Renderer
+from svc_notify.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,6 @@ DELIVERIES_PARKED = Counter(
 )
 
 MAX_ERROR_CHARS = 2000
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    base_seconds: float = 30.0
-    max_seconds: float = 3600.0
-
-    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        """Exponential backoff with "equal jitter": at least half the bound, so delays
-        still grow, and a random rest, so endpoints that failed together are not all
-        called again at the same moment."""
-        return backoff_delay(
-            attempt, base=self.base_seconds, cap=self.max_seconds, jitter="equal", rand=rand
-        )
 
 
 @dataclass
@@ -147,7 +132,7 @@ def send_next(session: Session, senders: Senders, policy: RetryPolicy) -> bool:
     else:
         reason = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         delivery.last_error = reason
-        if isinstance(error, channels.PermanentFailure) or attempt >= policy.max_attempts:
+        if policy.gives_up(attempt, permanent=isinstance(error, channels.PermanentFailure)):
             delivery.status, delivery.next_attempt_at, outcome = "parked", None, "parked"
             DELIVERIES_PARKED.labels(delivery.channel).inc()
             log.error(
@@ -196,27 +181,27 @@ class Dispatcher(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
-        self.config = config
+        settings = Settings.current()
         for channel in ("email", "sms", "webhook"):
             DELIVERIES_PARKED.labels(channel)  # 0 until one is parked: on scrapes
         db_url = config[DB_URIS_KEY][f"{self.container.service_name}:{self.base.__name__}"]
-        self.concurrency = int(config.get("NOTIFY_SEND_CONCURRENCY", 4))
+        self.concurrency = settings.send_concurrency
         self._engine = create_pinged_engine(db_url, pool_size=self.concurrency, max_overflow=1)
         self._sessions = sessionmaker(bind=self._engine)
-        self.poll_seconds = float(config.get("NOTIFY_POLL_SECONDS", 1.0))
+        self.poll_seconds = settings.poll_seconds
         self.policy = RetryPolicy(
-            max_attempts=int(config.get("NOTIFY_MAX_ATTEMPTS", 6)),
-            base_seconds=float(config.get("NOTIFY_RETRY_BASE_SECONDS", 30)),
-            max_seconds=float(config.get("NOTIFY_RETRY_MAX_SECONDS", 3600)),
+            max_attempts=settings.max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
         )
         self.senders = Senders(
-            email=channels.email_sender(config),
-            sms=channels.SnsSms(channels.aws_client("sns", config)),
+            email=channels.email_sender(settings),
+            sms=channels.SnsSms(settings.aws_client("sns")),
             webhooks=channels.WebhookPoster(
-                float(config.get("NOTIFY_WEBHOOK_TIMEOUT", 5)),
+                settings.webhook_timeout,
                 _http_session(),
-                allow_private=channels.private_webhooks_allowed(config),
-                allow_loopback=channels.loopback_webhooks_allowed(config),
+                allow_private=settings.webhook_allow_private,
+                allow_loopback=settings.webhook_allow_loopback,
             ),
         )
         self.sms_templates = {path.stem for path in self.senders.renderer.directory.glob("*.sms")}

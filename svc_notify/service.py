@@ -16,23 +16,23 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common import deadletters, reconcile
-from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
 from common.db import check_database, database
 from common.errors import BookstoreError, NotFound
 from common.metrics import ServiceMetrics
 from common.rpc import call_with_timeout, rpc
-from svc_notify import erasure, notifications, preferences, recipients, webhooks
+from svc_notify import domain, erasure, notifications, preferences, recipients, webhooks
 from svc_notify.dispatch import Dispatcher, backlog_health
+from svc_notify.domain import CONSUMED
 from svc_notify.models import Base, NotifyHandledEvent
-from svc_notify.notifications import CONSUMED
+from svc_notify.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def _call_timeout() -> float:
-    return env_float("NOTIFY_CALL_TIMEOUT", 5.0)
+    return Settings.current().call_timeout
 
 
 class RpcDirectory:
@@ -107,8 +107,7 @@ class NotifyService(deadletters.DeadLetterAdmin):
     @_consumes
     def on_event(self, envelope: dict[str, Any]) -> None:
         """Records the notifications and webhook calls an event causes, once."""
-        recipient = notifications.recipient_for(envelope, RpcDirectory(self.auth, self.order))
-        config = self.dispatcher.config
+        recipient = domain.recipient_for(envelope, RpcDirectory(self.auth, self.order))
         with self.db.get_session() as session:
             handled, deliveries = handle_once(
                 session,
@@ -119,7 +118,7 @@ class NotifyService(deadletters.DeadLetterAdmin):
                     session,
                     envelope,
                     recipient,
-                    web_url=str(config.get("NOTIFY_WEB_URL")),
+                    web_url=Settings.current().web_url,
                     sms_templates=self.dispatcher.sms_templates,
                 ),
             )
@@ -239,8 +238,8 @@ class NotifyService(deadletters.DeadLetterAdmin):
     def reconcile_when_due(self) -> None:
         """Every NOTIFY_RECONCILE_INTERVAL seconds (0: never), one instance (an advisory
         lock) forgets the deleted accounts whose event was missed."""
-        configured = self.dispatcher.config.get("NOTIFY_RECONCILE_INTERVAL")
-        if not reconcile.due(self._last_reconciled, configured, time.monotonic()):
+        interval = Settings.current().reconcile_interval
+        if not reconcile.due(self._last_reconciled, interval, time.monotonic()):
             return
         with self.db.get_session() as session:
             report = reconcile.alone(

@@ -16,8 +16,8 @@ from common import schemas
 from common.db import isoformat, parse_id, utcnow
 from common.errors import Conflict, InvalidInput, NotFound
 from common.pagination import Filter, filtered, newest_first
+from svc_notify.domain import WEBHOOK_EVENT_TYPES
 from svc_notify.models import Delivery, DeliveryAttempt, WebhookEndpoint
-from svc_notify.notifications import WEBHOOK_EVENT_TYPES
 
 CHANNELS = ("email", "sms", "webhook")
 DELIVERY_STATUSES = ("pending", "sent", "parked", "skipped")

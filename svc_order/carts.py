@@ -16,18 +16,18 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from common.config import env_int
 from common.db import isoformat, parse_id, utcnow
 from common.errors import Conflict, InvalidInput, NotFound
 from common.money import money
 from svc_order.models import CartItem
+from svc_order.settings import Settings
 
 MAX_LINES = 50
 MAX_QUANTITY = 100
 
 
 def cart_ttl() -> timedelta:
-    return timedelta(seconds=env_int("ORDER_CART_TTL_SECONDS", 7 * 24 * 3600))
+    return timedelta(seconds=Settings.current().cart_ttl_seconds)
 
 
 def lines(session: Session, user_id: str, now: datetime | None = None) -> list[CartItem]:

@@ -31,7 +31,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from common.config import env_int
 from common.db import isoformat, utcnow
 from common.errors import (
     BookstoreError,
@@ -44,6 +43,7 @@ from common.errors import (
 from common.idempotency import request_fingerprint
 from svc_order import carts, domain, orders
 from svc_order.models import Order, OrderItem, OrderStatusChange, outbox
+from svc_order.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ class Remote(Protocol):
 
 
 def shipping_fee(subtotal: int) -> int:
-    free_from = env_int("ORDER_FREE_SHIPPING_FROM", 3500)
-    return 0 if subtotal >= free_from else env_int("ORDER_SHIPPING_FEE", 399)
+    settings = Settings.current()
+    return 0 if subtotal >= settings.free_shipping_from else settings.shipping_fee
 
 
 def payment_summary(payment: dict[str, Any]) -> dict[str, Any]:

@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from common.config import env_int
 from common.db import isoformat, parse_id, utcnow
 from common.errors import NotFound
 from common.money import money
 from common.pagination import Filter, filtered, newest_first
 from svc_order import domain
 from svc_order.models import Order, OrderItem, OrderStatusChange, outbox
+from svc_order.settings import Settings
 
 # The states and their moves belong to the order (svc_order/domain.py).
 PENDING_PAYMENT, PAID, SHIPPED = domain.PENDING_PAYMENT, domain.PAID, domain.SHIPPED
@@ -40,12 +40,12 @@ _ORDER_ID_NAMESPACE = uuid.UUID("0f6f1c2e-3b7a-4d55-9a55-6b1f0c2d9e41")
 
 
 def checkout_window_seconds() -> int:
-    return env_int("ORDER_CHECKOUT_WINDOW_SECONDS", 60)
+    return Settings.current().checkout_window_seconds
 
 
 def action_window_seconds() -> int:
     """How long a customer has to complete 3-D Secure before the order is given up."""
-    return env_int("ORDER_ACTION_WINDOW_SECONDS", 900)
+    return Settings.current().action_window_seconds
 
 
 def order_id_for(user_id: str, idempotency_key: str) -> uuid.UUID:

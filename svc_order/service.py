@@ -10,7 +10,6 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common import deadletters, schemas
-from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
 from common.db import check_database, database, parse_id, utcnow
@@ -21,12 +20,13 @@ from common.rpc import call_with_timeout, rpc
 from svc_order import carts, domain, orders, purchase_feed
 from svc_order.checkout import Checkout
 from svc_order.models import Base, OrderHandledEvent, OrderOutboxMessage
+from svc_order.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def _call_timeout() -> float:
-    return env_float("ORDER_CALL_TIMEOUT", 5.0)
+    return Settings.current().call_timeout
 
 
 class RpcRemote:

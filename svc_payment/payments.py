@@ -28,17 +28,17 @@ from common import context
 from common.db import isoformat, new_id, parse_id, utcnow
 from common.errors import BookstoreError, Conflict, InvalidInput, NotFound
 from common.money import MAX_AMOUNT, validate_currency
+from svc_payment import domain
 from svc_payment.models import Payment, PaymentAttempt, Refund, outbox
 from svc_payment.models import ProviderEvent as ProviderEventRecord
 from svc_payment.providers.base import PaymentProvider, ProviderEvent, ProviderPayment
 
-AUTHORIZED, DECLINED, REFUNDED = "authorized", "declined", "refunded"
+AUTHORIZED, REFUNDED = domain.AUTHORIZED, domain.REFUNDED
+DECLINED = "declined"
 REQUIRES_ACTION, CANCELED = "requires_action", "canceled"
 # Attempt outcomes besides the statuses above.
 REFUSED, REPLAYED = "refused", "replayed"
 AUTHORIZE, REFUND = "authorize", "refund"
-
-MAX_REFUND_REASON = 500
 
 
 def payment_as_dict(payment: Payment) -> dict[str, Any]:
@@ -284,23 +284,18 @@ def refund(
     """Refunds ``amount`` (None: all that is left) of the order's payment. The sum of
     refunds never exceeds the amount paid; refunding a fully refunded payment in full
     again changes nothing. The caller commits."""
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REFUND_REASON:
-        raise InvalidInput(f"reason: 1 to {MAX_REFUND_REASON} characters.", {"field": "reason"})
+    domain.check_refund_reason(reason)
     payment = find_payment(session, order_id, for_update=True)
     if payment.status == REFUNDED and amount is None:
         return payment_as_dict(payment)
-    if payment.status not in (AUTHORIZED, REFUNDED):
+    if payment.status not in domain.REFUNDABLE_STATUSES:
         raise Conflict(
             f"A {payment.status} payment has nothing to refund.",
             {"order_id": str(payment.order_id), "payment_status": payment.status},
         )
-    left = payment.amount - (payment.refunded_amount or 0)
-    amount = left if amount is None else amount
-    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= left:
-        raise InvalidInput(
-            f"amount: between 1 and {left}, what is left of the payment to refund.",
-            {"field": "amount", "refundable": left},
-        )
+    amount = domain.refund_amount(
+        amount, domain.refundable(payment.amount, payment.refunded_amount)
+    )
     refund_row = Refund(
         id=new_id(), payment_id=payment.id, amount=amount, reason=reason, origin="api"
     )
@@ -322,7 +317,7 @@ def _apply_refund(
     session: Session, payment: Payment, amount: int, reason: str, reference: str | None
 ) -> None:
     payment.refunded_amount = (payment.refunded_amount or 0) + amount
-    if payment.refunded_amount >= payment.amount:
+    if domain.fully_refunded(payment.amount, payment.refunded_amount):
         payment.status = REFUNDED
         payment.refunded_at = utcnow()
     payment.refund_reason = reason
@@ -390,11 +385,9 @@ def apply_provider_event(session: Session, event: ProviderEvent) -> dict[str, An
         payment.decline_code = event.decline_code or "authentication_failed"
         payment.next_action = None
         _settled_by_provider(session, payment, "payment.failed")
-    elif event.kind == "refunded" and payment.status in (AUTHORIZED, REFUNDED):
-        # Refunds we made are already counted; one made elsewhere (Stripe's dashboard)
-        # is the difference between the provider's total and ours.
-        unknown = (event.refunded_amount or 0) - (payment.refunded_amount or 0)
-        if unknown <= 0:
+    elif event.kind == "refunded" and payment.status in domain.REFUNDABLE_STATUSES:
+        unknown = domain.refunded_elsewhere(event.refunded_amount, payment.refunded_amount)
+        if unknown == 0:
             record.outcome = "ignored"
         else:
             known = event.refund_reference and session.scalar(

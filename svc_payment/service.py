@@ -17,9 +17,10 @@ from common.metrics import ServiceMetrics
 from common.rpc import rpc
 from svc_payment import payments
 from svc_payment.models import Base, PaymentOutboxMessage
-from svc_payment.providers import PaymentProvider, provider_named
+from svc_payment.providers import PaymentProvider, configured_provider
 from svc_payment.providers.base import ProviderEvent
 from svc_payment.providers.stripe_provider import is_provider_failure
+from svc_payment.settings import Settings
 
 
 class GuardedProvider:
@@ -59,13 +60,13 @@ class Provider(DependencyProvider):
     """The payment provider ``PAYMENT_PROVIDER`` names, made once per service instance."""
 
     def setup(self) -> None:
-        config = self.container.config
+        settings = Settings.current()
         self.provider = GuardedProvider(
-            provider_named(str(config.get("PAYMENT_PROVIDER", "mock")), config),
+            configured_provider(settings),
             CircuitBreaker(
                 "the payment provider",
-                failure_threshold=int(config.get("PAYMENT_BREAKER_FAILURES", 5)),
-                reset_after=float(config.get("PAYMENT_BREAKER_RESET_SECONDS", 30)),
+                failure_threshold=settings.breaker_failures,
+                reset_after=settings.breaker_reset_seconds,
             ),
         )
 

@@ -21,10 +21,10 @@ from common.circuit import CLOSED, CircuitBreaker
 from svc_search.backends import postgres
 from svc_search.backends.elastic import BULK_SIZE, ElasticBackend, ElasticUnavailable, make_client
 from svc_search.query import SearchQuery
+from svc_search.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("postgres", "elasticsearch")
 #: A readiness probe must not wait out the full request timeout.
 PING_TIMEOUT_SECONDS = 0.5
 
@@ -32,16 +32,12 @@ PING_TIMEOUT_SECONDS = 0.5
 class SearchEngine:
     def __init__(
         self,
-        backend: str = "postgres",
+        backend: str,
         *,
+        exact_limit: int,
         elastic: ElasticBackend | None = None,
         breaker: CircuitBreaker | None = None,
-        exact_limit: int = postgres.EXACT_LIMIT,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(
-                f"SEARCH_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}"
-            )
         if backend == "elasticsearch" and elastic is None:
             raise ValueError("SEARCH_BACKEND=elasticsearch needs SEARCH_ELASTICSEARCH_URL")
         self.backend = backend
@@ -51,22 +47,21 @@ class SearchEngine:
         self._index_ready = False
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> SearchEngine:
-        backend = str(config.get("SEARCH_BACKEND") or "postgres")
-        url = str(config.get("SEARCH_ELASTICSEARCH_URL") or "")
+    def from_settings(cls, settings: Settings) -> SearchEngine:
         elastic = None
-        if backend == "elasticsearch" and url:
-            client = make_client(url, float(config.get("SEARCH_ELASTICSEARCH_TIMEOUT") or 2))
+        if settings.backend == "elasticsearch":
             elastic = ElasticBackend(
-                client, str(config.get("SEARCH_ELASTICSEARCH_INDEX") or "bookstore-products")
+                make_client(settings.elasticsearch_url, settings.elasticsearch_timeout),
+                settings.elasticsearch_index,
             )
         breaker = CircuitBreaker(
             "elasticsearch",
-            failure_threshold=int(config.get("SEARCH_BREAKER_FAILURES") or 3),
-            reset_after=float(config.get("SEARCH_BREAKER_RESET_SECONDS") or 30),
+            failure_threshold=settings.breaker_failures,
+            reset_after=settings.breaker_reset_seconds,
         )
-        exact_limit = int(config.get("SEARCH_EXACT_LIMIT") or postgres.EXACT_LIMIT)
-        return cls(backend, elastic=elastic, breaker=breaker, exact_limit=exact_limit)
+        return cls(
+            settings.backend, elastic=elastic, breaker=breaker, exact_limit=settings.exact_limit
+        )
 
     def search(self, session: Session, query: SearchQuery) -> dict[str, Any]:
         answer = self._from_elastic(lambda elastic: elastic.search(query))

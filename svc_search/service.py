@@ -8,14 +8,12 @@ from typing import Any
 
 from eventlet import tpool
 from nameko.containers import WorkerContext
-from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common import deadletters
 from common import reconcile as common_reconcile
-from common.config import env_float
 from common.consumers import handle_once, purge_handled, reliable_event_handler
 from common.context import CallContextProvider
 from common.db import check_database, database
@@ -27,6 +25,7 @@ from svc_search.engine import SearchEngine
 from svc_search.indexing import Category
 from svc_search.models import Base, SearchHandledEvent
 from svc_search.query import parse_search, parse_suggest
+from svc_search.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ CATEGORY_CACHE_SECONDS = 60.0
 
 
 def _call_timeout() -> float:
-    return env_float("SEARCH_CALL_TIMEOUT", 5.0)
+    return Settings.current().call_timeout
 
 
 class Engine(DependencyProvider):
@@ -43,7 +42,7 @@ class Engine(DependencyProvider):
     breaker is per process)."""
 
     def setup(self) -> None:
-        self.engine = SearchEngine.from_config(self.container.config)
+        self.engine = SearchEngine.from_settings(Settings.current())
 
     def get_dependency(self, worker_ctx: WorkerContext) -> SearchEngine:
         return self.engine
@@ -134,7 +133,6 @@ class SearchService(deadletters.DeadLetterAdmin):
     category_cache = CategoryCache()
     catalog = RpcProxy("catalog")
     order = RpcProxy("order")
-    config = Config()
     #: When this instance last reconciled (a dict: nameko makes a new instance per worker).
     _last_reconciled: dict[str, float] = {}
 
@@ -229,8 +227,7 @@ class SearchService(deadletters.DeadLetterAdmin):
         return self._train(force=True) or {"trained": False}
 
     def _train(self, force: bool) -> dict[str, Any] | None:
-        configured = self.config.get("SEARCH_TRAIN_INTERVAL")
-        interval = float(300 if configured in (None, "") else configured)
+        interval = Settings.current().train_interval
         with self.db.get_session() as session:
             # The fitting is CPU work in numpy/scipy: in a real thread, so this instance's
             # green threads (RPC, events) keep running meanwhile. Database work stays here.
@@ -366,8 +363,8 @@ class SearchService(deadletters.DeadLetterAdmin):
     def reconcile_when_due(self) -> None:
         """Every SEARCH_RECONCILE_INTERVAL seconds (0: never), one instance (an advisory
         lock) repairs what events missed: the index, then the recommendation inputs."""
-        configured = self.config.get("SEARCH_RECONCILE_INTERVAL")
-        if not common_reconcile.due(self._last_reconciled, configured, time.monotonic()):
+        interval = Settings.current().reconcile_interval
+        if not common_reconcile.due(self._last_reconciled, interval, time.monotonic()):
             return
         with self.db.get_session() as session:
             reports = common_reconcile.alone(

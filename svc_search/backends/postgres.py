@@ -5,7 +5,7 @@
   string ("quoted phrases", ``-exclusions``, ``or``), so user input cannot cause a syntax
   error. A text that spells an ISBN (10 or 13, hyphens allowed) matches that book only.
 - **Ranking**: ``ts_rank`` normalised by document length, ties broken by id.
-- **Broad texts** (more than ``exact_limit`` matches, 10,000 by default; a common word in
+- **Broad texts** (more than ``exact_limit`` matches, ``SEARCH_EXACT_LIMIT``; a common word in
   a large catalog): ranking and counting every match would visit tens of thousands of
   rows (over a second at a million books). Instead, relevance ranks the first
   ``exact_limit`` matches in storage order (after a rebuild, id order: an unbiased sample)
@@ -43,8 +43,6 @@ from svc_search.query import (
 )
 
 NAME = "postgres"
-#: Matches beyond which a relevance ranking and the counts are sampled (module docstring).
-EXACT_LIMIT = 10_000
 #: Titles a suggestion picks its few from: a common prefix ("the", "hist") is in tens of
 #: thousands of titles, and a search box must answer while the customer types.
 SUGGEST_CANDIDATES = 1000
@@ -92,7 +90,7 @@ def hit_columns(alias: str = "") -> str:
     return ", ".join(prefix + column for column in HIT_COLUMNS)
 
 
-def search(session: Session, query: SearchQuery, exact_limit: int = EXACT_LIMIT) -> dict[str, Any]:
+def search(session: Session, query: SearchQuery, exact_limit: int) -> dict[str, Any]:
     # For this transaction: bitmaps of broad matches stay exact (lossy ones recheck whole
     # pages); the sample of a broad text is the same rows for every page of it (a
     # synchronised or parallel scan would start elsewhere, or interleave).

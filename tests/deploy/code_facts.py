@@ -9,24 +9,21 @@ import shlex
 from common.config import REPO_ROOT, SERVICE_PACKAGES
 from common.metrics import _http_app
 from ops.cli import parser
+from ops.config_docs import settings_variables
 
 _PYTHON_SOURCES = ("common", "gateway", "ops", *SERVICE_PACKAGES.values())
-# env_str("NAME", ...), os.environ["NAME"], os.environ.get("NAME"), NAME_ENV = "NAME"
-_PYTHON_ENV = re.compile(
-    r"""(?:env_(?:str|int|float|bool)\(\s*|os\.environ(?:\.get\(|\[)\s*|_ENV\s*=\s*)"([A-Z][A-Z0-9_]*)\""""
-)
-# ${NAME:default} in nameko config files
-_CONFIG_ENV = re.compile(r"\$\{([A-Z][A-Z0-9_]*)[:}]")
+# os.environ["NAME"], os.environ.get("NAME"), NAME_ENV = "NAME": what tools and libraries
+# read outside the settings classes.
+_PYTHON_ENV = re.compile(r"""(?:os\.environ(?:\.get\(|\[)\s*|_ENV\s*=\s*)"([A-Z][A-Z0-9_]*)\"""")
 
 
 def env_vars_read() -> set[str]:
-    """Every environment variable name the platform's code or service configs read."""
-    names: set[str] = set()
+    """Every environment variable name the platform reads: its settings classes
+    (common/config.py), and the few that tools and libraries read directly."""
+    names = {variable.name for variable in settings_variables()}
     for package in _PYTHON_SOURCES:
         for path in (REPO_ROOT / package).rglob("*.py"):
             names |= set(_PYTHON_ENV.findall(path.read_text()))
-    for package in SERVICE_PACKAGES.values():
-        names |= set(_CONFIG_ENV.findall((REPO_ROOT / package / "config.yaml").read_text()))
     return names
 
 

@@ -87,7 +87,9 @@ def test_run_command_starts_everything_restarts_what_dies_and_ctrl_c_stops_it(
         assert len(children) == len(SERVICE_PACKAGES) + 1, "every service and the gateway"
 
         # A crashed service is started again, and the supervisor says so.
-        order = next(pid for pid in children if "svc_order.service" in _command_line(pid))
+        order = next(
+            pid for pid in children if "ops.nameko_cli service order" in _command_line(pid)
+        )
         os.kill(int(order), signal.SIGKILL)
         eventually(
             lambda: _assert_in("order was killed by SIGKILL", output.read_text()), timeout=30

@@ -1,5 +1,5 @@
-"""svc_auth's rules as plain Python: throttling, password policy, sealing, TOTP checks,
-and the gateway's rate limit settings."""
+"""svc_auth's rules as plain Python (svc_auth/domain.py: throttling, password policy,
+token and key lifetimes), sealing, TOTP checks, and the gateway's rate limit settings."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from cryptography.exceptions import InvalidTag
 
 from common.errors import InvalidInput
 from gateway.ratelimit import Decision, Limit, parse_limits, route_groups
-from svc_auth import mfa, passwords, sessions, throttle
+from svc_auth import domain, mfa, sessions
 from svc_auth.models import LoginThrottle, User
 from svc_auth.sealing import Sealer
+from svc_auth.settings import Settings as AuthSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-POLICY = throttle.Policy(
+POLICY = domain.Policy(
     window=timedelta(minutes=15), slow_after=3, lock_after=10, lock_for=timedelta(minutes=15)
 )
 
@@ -28,36 +29,61 @@ def failures(count: int, last_ago: timedelta = timedelta(0)) -> LoginThrottle:
         key="account:a@example.com", failures=0, first_failure_at=NOW, last_failure_at=NOW
     )
     for _ in range(count):
-        throttle.count_failure(row, POLICY, NOW - last_ago)
+        domain.count_failure(row, POLICY, NOW - last_ago)
     return row
 
 
 def test_no_wait_below_the_slow_down_threshold():
-    assert throttle.wait_seconds(None, POLICY, NOW) == 0
-    assert throttle.wait_seconds(failures(2), POLICY, NOW) == 0
+    assert domain.wait_seconds(None, POLICY, NOW) == 0
+    assert domain.wait_seconds(failures(2), POLICY, NOW) == 0
 
 
 def test_delays_double_from_the_threshold_up_to_a_cap():
-    assert throttle.wait_seconds(failures(3), POLICY, NOW) == 1
-    assert throttle.wait_seconds(failures(5), POLICY, NOW) == 4
-    assert throttle.wait_seconds(failures(9), POLICY, NOW) == 30
-    assert throttle.wait_seconds(failures(5, last_ago=timedelta(seconds=4)), POLICY, NOW) == 0
+    assert domain.wait_seconds(failures(3), POLICY, NOW) == 1
+    assert domain.wait_seconds(failures(5), POLICY, NOW) == 4
+    assert domain.wait_seconds(failures(9), POLICY, NOW) == 30
+    assert domain.wait_seconds(failures(5, last_ago=timedelta(seconds=4)), POLICY, NOW) == 0
 
 
 def test_the_lock_holds_for_its_duration_then_a_new_window_starts():
     row = failures(10)
     assert row.locked_until == NOW + timedelta(minutes=15)
-    assert throttle.wait_seconds(row, POLICY, NOW + timedelta(minutes=1)) == 14 * 60
+    assert domain.wait_seconds(row, POLICY, NOW + timedelta(minutes=1)) == 14 * 60
     later = NOW + timedelta(minutes=16)
-    assert throttle.wait_seconds(row, POLICY, later) == 0
-    throttle.count_failure(row, POLICY, later)
+    assert domain.wait_seconds(row, POLICY, later) == 0
+    domain.count_failure(row, POLICY, later)
     assert row.failures == 1
     assert row.locked_until is None
 
 
 def test_old_failures_fall_out_of_the_window():
     row = failures(5)
-    assert throttle.wait_seconds(row, POLICY, NOW + timedelta(minutes=16)) == 0
+    assert domain.wait_seconds(row, POLICY, NOW + timedelta(minutes=16)) == 0
+
+
+def test_accounts_slow_down_and_lock_sooner_than_addresses():
+    settings = AuthSettings(AUTH_KEY_PASSPHRASE="unused", account_lock_after=4, lock_seconds=60)
+    account, address = domain.account_policy(settings), domain.address_policy(settings)
+    assert (account.slow_after, account.lock_after, account.lock_for) == (
+        3,
+        4,
+        timedelta(seconds=60),
+    )
+    assert (address.slow_after, address.lock_after) == (None, 50)
+    assert account.window == address.window == timedelta(seconds=900)
+
+
+def test_a_signing_key_is_replaced_only_after_an_access_token_lifetime():
+    ttl = timedelta(minutes=15)
+    assert domain.may_rotate(None, NOW, ttl)
+    assert not domain.may_rotate(NOW - timedelta(minutes=14), NOW, ttl)
+    assert domain.may_rotate(NOW - ttl, NOW, ttl)
+
+
+def test_the_timer_rotates_keys_older_than_the_maximum_age():
+    assert not domain.rotation_due(None, timedelta(days=30))
+    assert not domain.rotation_due(timedelta(days=29), timedelta(days=30))
+    assert domain.rotation_due(timedelta(days=30), timedelta(days=30))
 
 
 @pytest.mark.parametrize(
@@ -74,13 +100,13 @@ def test_old_failures_fall_out_of_the_window():
 )
 def test_password_policy_refuses(password):
     with pytest.raises(InvalidInput):
-        passwords.check_policy(password, "ada@example.com")
+        domain.check_password_policy(password, "ada@example.com")
 
 
 def test_password_policy_refuses_the_email_and_accepts_a_passphrase():
     with pytest.raises(InvalidInput):
-        passwords.check_policy("ada@example.com", "ada@example.com")
-    passwords.check_policy("correct horse battery staple", "ada@example.com")
+        domain.check_password_policy("ada@example.com", "ada@example.com")
+    domain.check_password_policy("correct horse battery staple", "ada@example.com")
 
 
 def test_sealed_secrets_round_trip_and_need_the_passphrase():

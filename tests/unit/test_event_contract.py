@@ -18,7 +18,7 @@ from common.events import make_envelope
 from common.schemas import spec_document
 from common.topology import platform_subscriptions
 from svc_bridge.mirror import to_entry
-from svc_notify.notifications import CUSTOMER_TEMPLATES, SECURITY_TEMPLATES, WEBHOOK_EVENT_TYPES
+from svc_notify.domain import CUSTOMER_TEMPLATES, SECURITY_TEMPLATES, WEBHOOK_EVENT_TYPES
 from svc_order import orders
 from tests import asyncapi_schema
 from tests.support import order_event_data

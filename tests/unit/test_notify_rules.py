@@ -12,13 +12,17 @@ import pytest
 from svc_notify.channels import (
     WebhookFailed,
     WebhookPoster,
-    loopback_webhooks_allowed,
-    private_webhooks_allowed,
     refused_destination,
     signature_header,
     verify_signature,
 )
-from svc_notify.dispatch import RetryPolicy
+from svc_notify.domain import (
+    Recipient,
+    RetryPolicy,
+    notification_for,
+    recipient_for,
+    template_context,
+)
 from svc_notify.rendering import Renderer, format_money
 
 
@@ -119,15 +123,6 @@ def test_a_delivery_to_a_refused_address_fails_before_any_connection():
     assert allowed.refusal("http://127.0.0.1:9/") is None
 
 
-@pytest.mark.parametrize(
-    ("value", "allowed"),
-    [(None, False), ("false", False), ("", False), ("true", True), (True, True), ("1", True)],
-)
-def test_private_webhooks_are_allowed_only_when_configured(value, allowed):
-    config = {} if value is None else {"NOTIFY_WEBHOOK_ALLOW_PRIVATE": value}
-    assert private_webhooks_allowed(config) is allowed
-
-
 def test_loopback_receivers_are_allowed_only_when_asked_and_nothing_else_with_them():
     poster = WebhookPoster(timeout=1, session=None, allow_loopback=True)
     assert poster.refusal("http://127.0.0.1:9000/hooks") is None
@@ -138,5 +133,66 @@ def test_loopback_receivers_are_allowed_only_when_asked_and_nothing_else_with_th
         )
         assert inside in narrow.refusal("http://hooks.example.com/"), inside
     assert "127.0.0.1" in WebhookPoster(timeout=1, session=None).refusal("http://127.0.0.1:9/")
-    assert loopback_webhooks_allowed({"NOTIFY_WEBHOOK_ALLOW_LOOPBACK": "true"})
-    assert not loopback_webhooks_allowed({})
+
+
+def test_a_delivery_is_parked_after_its_last_attempt_or_at_once_when_permanent():
+    policy = RetryPolicy(max_attempts=3)
+    assert [policy.gives_up(n, permanent=False) for n in (1, 2, 3)] == [False, False, True]
+    assert policy.gives_up(1, permanent=True)
+
+
+def _event(event_type: str, **data) -> dict:
+    return {"id": "e1", "type": event_type, "data": data}
+
+
+def test_account_security_emails_go_by_email_whatever_the_preferences():
+    def never_asked():
+        raise AssertionError("preferences are not asked for security emails")
+
+    registered = _event("user.registered", user_id="u1", verification_token="t")
+    assert notification_for(registered, never_asked, set()) == ("verify_email", {"email"})
+    # An account an operator created has no token: nothing to confirm.
+    assert notification_for(_event("user.registered", user_id="u1"), never_asked, set()) is None
+
+
+def test_order_news_goes_by_the_chosen_channels_that_have_a_template():
+    paid = _event("order.paid", user_id="u1")
+
+    def both():
+        return {"email": True, "sms": True}
+
+    assert notification_for(paid, both, {"order_paid"}) == ("order_paid", {"email", "sms"})
+    assert notification_for(paid, both, set()) == ("order_paid", {"email"})
+    assert notification_for(paid, lambda: {"email": False, "sms": False}, set()) == (
+        "order_paid",
+        set(),
+    )
+    declined = _event("order.cancelled", cancel_reason="payment_declined")
+    assert notification_for(declined, both, set()) is None  # payment.failed says it
+
+
+def test_templates_get_the_token_or_the_order_or_the_payment():
+    recipient = Recipient("u1", "ada@example.com", None, "Ada")
+    reset = _event("user.password_reset_requested", reset_token="r", reset_expires_at="soon")
+    context = template_context(reset, recipient, "https://shop.example")
+    assert (context["token"], context["expires_at"]) == ("r", "soon")
+    assert context["preferences_url"] == "https://shop.example/account/notifications"
+    assert template_context(_event("payment.failed", order_id="o"), recipient, "")["payment"]
+    assert template_context(_event("order.paid", order_id="o"), recipient, "")["order"]
+
+
+def test_order_events_name_their_customer_and_payment_events_ask_the_order():
+    class Directory:
+        def user(self, user_id):
+            return {"email": "lin@example.com", "phone": "+100", "name": "Lin"}
+
+        def order(self, order_id):
+            return {"user_id": "u2"} if order_id == "o1" else None
+
+    customer = {"email": "ada@example.com", "name": "Ada"}
+    shipped = _event("order.shipped", user_id="u1", customer=customer)
+    assert recipient_for(shipped, Directory()) == Recipient("u1", "ada@example.com", None, "Ada")
+    failed = _event("payment.failed", order_id="o1")
+    assert recipient_for(failed, Directory()) == Recipient("u2", "lin@example.com", "+100", "Lin")
+    assert recipient_for(_event("payment.failed", order_id="gone"), Directory()) is None
+    assert recipient_for(_event("product.created"), Directory()) is None

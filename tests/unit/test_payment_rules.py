@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from common.errors import InvalidInput
-from svc_payment import cards, payments
-from svc_payment.providers import MockProvider, RefusedInProduction, provider_named
+from svc_payment import cards, domain, payments
+from svc_payment.providers import MockProvider
 from svc_payment.providers.mock import DECLINING_CARDS, TEST_PAYMENT_METHODS, resolve
 
 ORDER = "4a4f1b9e-0c7e-4c39-9d8e-1f3a1c2b3d4e"
@@ -132,22 +132,32 @@ def test_deadline_needs_an_offset():
             payments.parse_deadline(raw)
 
 
-def test_an_unknown_or_unconfigured_provider_fails_at_start_up():
-    assert provider_named("mock").name == "mock"
-    with pytest.raises(ValueError, match="PAYMENT_PROVIDER='paypal'"):
-        provider_named("paypal")
-    with pytest.raises(ValueError, match="STRIPE_API_KEY"):
-        provider_named("stripe", {})
-    with pytest.raises(ValueError, match="STRIPE_WEBHOOK_SECRET"):
-        provider_named("stripe", {"STRIPE_API_KEY": "sk_test_x"})
-    configured = {"STRIPE_API_KEY": "sk_test_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
-    assert provider_named("stripe", configured).name == "stripe"
+def test_a_refund_is_never_more_than_what_is_left():
+    assert domain.refundable(1000, None) == 1000
+    assert domain.refundable(1000, 400) == 600
+    assert domain.refund_amount(None, 600) == 600  # all that is left
+    assert domain.refund_amount(250, 600) == 250
+    for requested in (601, 0, -5, True, 2.5, "100"):
+        with pytest.raises(InvalidInput) as refused:
+            domain.refund_amount(requested, 600)
+        assert refused.value.extensions == {"field": "amount", "refundable": 600}
+    with pytest.raises(InvalidInput):
+        domain.refund_amount(None, 0)  # nothing left
 
 
-def test_the_mock_provider_is_refused_in_production():
-    production = {"BOOKSTORE_ENVIRONMENT": "production"}
-    with pytest.raises(RefusedInProduction, match="PAYMENT_PROVIDER=mock takes no real payments"):
-        provider_named("mock", production)
-    assert provider_named("mock", {"BOOKSTORE_ENVIRONMENT": "development"}).name == "mock"
-    configured = {**production, "STRIPE_API_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
-    assert provider_named("stripe", configured).name == "stripe"
+def test_a_payment_is_fully_refunded_when_the_refunds_reach_the_amount_paid():
+    assert not domain.fully_refunded(1000, 999)
+    assert domain.fully_refunded(1000, 1000)
+
+
+def test_a_refund_made_at_the_provider_is_the_difference_with_ours():
+    assert domain.refunded_elsewhere(1000, 400) == 600
+    assert domain.refunded_elsewhere(400, 400) == 0
+    assert domain.refunded_elsewhere(300, 400) == 0  # an older event: nothing new
+    assert domain.refunded_elsewhere(None, None) == 0
+
+
+@pytest.mark.parametrize("reason", ["", "   ", None, 42, "x" * 501])
+def test_a_refund_needs_a_reason(reason):
+    with pytest.raises(InvalidInput, match="reason: 1 to 500 characters"):
+        domain.check_refund_reason(reason)
