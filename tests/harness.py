@@ -81,6 +81,20 @@ def queue_consumers(vhost: str, queue_prefix: str) -> int:
     return sum(int(count) for name, count in counts if name.startswith(queue_prefix))
 
 
+def queue_messages(vhost: str) -> dict[str, int]:
+    """Queue name -> how many messages it holds, waiting or delivered and not yet
+    acknowledged (a consumer acknowledges when its handler has finished, so 0 means every
+    delivery so far has had its whole effect)."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = [line.split("\t") for line in listing.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
+
 def event_probe_process(
     name: str, log_dir: Path, env: dict[str, str], probe_log: Path
 ) -> ManagedProcess:

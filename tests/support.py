@@ -9,13 +9,14 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 
 from common.books import isbn13_check_digit
 from common.config import REPO_ROOT
 from common.pagination import MAX_LIMIT
-from tests.harness import Platform
+from tests.harness import Platform, queue_messages
 
 PROBLEM_JSON = "application/problem+json"
 #: The operators' shell configuration (docs/operations.md).
@@ -118,6 +119,18 @@ def eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def wait_until_quiet(platform: Platform, queue: str, timeout: float = 30) -> None:
+    """Waits until ``queue`` holds no message, neither waiting nor
+    being handled: every delivery so far has finished, so a check made now sees its
+    whole effect, not the part written before the step a test watched."""
+    vhost = unquote(platform.amqp_uri.rsplit("/", 1)[1])
+
+    def quiet() -> None:
+        assert queue_messages(vhost)[queue] == 0, f"{queue} still has messages"
+
+    eventually(quiet, timeout=timeout)
 
 
 def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
