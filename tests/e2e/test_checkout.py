@@ -12,9 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from nameko.exceptions import RpcTimeout
 
-from tests.support import assert_problem, eventually
+from tests.support import (
+    VISA,
+    assert_problem,
+    checkout,
+    eventually,
+    fill,
+    shopper,
+    stock,
+    stocked_book,
+)
 
-VISA = "pm_card_visa"
 DECLINED_CARD = "4000000000000002"
 #: What a replay of a checkout cancelled by the order service's own recovery answers,
 #: by cancel reason (svc_order/checkout.py): the first answer, stored on the order.
@@ -24,51 +32,6 @@ STORED_FAILURES = {
         "The checkout took too long and the books were released; nothing was charged."
     ),
 }
-
-
-def stocked_book(api, on_hand=10, amount=1500):
-    product = api.create_product(price={"amount": amount, "currency": "EUR"})
-    api.request(
-        "PUT", f"/products/{product['id']}/stock", json={"on_hand": on_hand}, token=api.admin
-    )
-    return product
-
-
-def shopper(api):
-    """A new customer with an address; returns (token, address id)."""
-    _, token = api.platform.new_customer()
-    address = api.post(
-        "/me/addresses",
-        json={
-            "recipient": "Ada",
-            "line1": "1 Road",
-            "city": "London",
-            "postal_code": "N1",
-            "country": "GB",
-        },
-        token=token,
-    ).json()
-    return token, address["id"]
-
-
-def fill(api, token, product, quantity=1):
-    response = api.request(
-        "PUT", f"/cart/items/{product['id']}", json={"quantity": quantity}, token=token
-    )
-    assert response.status_code == 200, response.text
-
-
-def checkout(api, token, address_id, payment_method=VISA, key=None):
-    return api.post(
-        "/orders",
-        json={"shipping_address_id": address_id, "payment_method": payment_method},
-        headers={"Idempotency-Key": key or str(uuid.uuid4())},
-        token=token,
-    )
-
-
-def stock(api, product):
-    return api.get(f"/products/{product['id']}/stock", token=api.admin).json()
 
 
 def test_browse_fill_check_out_ship_and_deliver(api):

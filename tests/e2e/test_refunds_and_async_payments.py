@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import uuid
 
-from tests.e2e.test_checkout import checkout, fill, shopper, stock, stocked_book
-from tests.support import assert_problem, eventually
-
-
-def paid_order(api, amount=2000, quantity=1, on_hand=5):
-    book = stocked_book(api, on_hand=on_hand, amount=amount)
-    token, address_id = shopper(api)
-    fill(api, token, book, quantity)
-    order = checkout(api, token, address_id).json()
-    assert order["status"] == "PAID", order
-    return book, token, order
-
-
-def refund(api, order_id, **body):
-    return api.post(
-        f"/admin/orders/{order_id}/refunds", json={"reason": "goodwill", **body}, token=api.admin
-    )
+from tests.support import (
+    assert_problem,
+    checkout,
+    eventually,
+    fill,
+    paid_order,
+    refund,
+    shopper,
+    stock,
+    stocked_book,
+)
 
 
 def test_partial_then_full_refund_of_a_delivered_order(api):
