@@ -277,14 +277,19 @@ def test_a_timeout_after_stripe_charged_does_not_charge_twice(api, world):
 
 def test_an_unreachable_stripe_fails_fast_and_leaves_nothing_half_paid(api, world):
     book = stocked_book(api, on_hand=5)
+    # Five customers ready to pay before Stripe goes away, so their checkouts follow each
+    # other closely: all five must fall inside the breaker's reset time.
+    customers = []
+    for _ in range(5):
+        token, address = shopper(api)
+        fill(api, token, book)
+        customers.append((token, address))
     target = world.proxy.target
     world.proxy.target = "http://127.0.0.1:9"  # Stripe unreachable
     try:
         statuses = []
         attempted_before = len(world.proxy.attempted_keys)
-        for _ in range(5):
-            token, address = shopper(api)
-            fill(api, token, book)
+        for token, address in customers:
             response = checkout(api, token, address, payment_method="pm_card_visa")
             statuses.append(response.status_code)
         # The circuit opened at the latest by the last refusal.
