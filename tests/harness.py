@@ -77,22 +77,21 @@ def rabbitmqctl(*args: str) -> None:
 
 def queue_consumers(vhost: str, queue_prefix: str) -> int:
     """How many consumers the queues whose names start with ``queue_prefix`` have."""
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "consumers"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    counts = [line.split() for line in listing.splitlines()]
-    return sum(int(count) for name, count in counts if name.startswith(queue_prefix))
+    counts = _queue_column(vhost, "consumers")
+    return sum(count for name, count in counts.items() if name.startswith(queue_prefix))
 
 
 def queue_messages(vhost: str) -> dict[str, int]:
     """Queue name -> how many messages it holds, waiting or delivered and not yet
     acknowledged (a consumer acknowledges when its handler has finished, so 0 means every
     delivery so far has had its whole effect)."""
+    return _queue_column(vhost, "messages")
+
+
+def _queue_column(vhost: str, column: str) -> dict[str, int]:
+    """Queue name -> one of ``rabbitmqctl list_queues``' numeric columns."""
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", column],
         check=True,
         capture_output=True,
         text=True,
