@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +16,7 @@ from tests.support import (
     checkout,
     eventually,
     fill,
+    frozen,
     shopper,
     stock,
     stocked_book,
@@ -210,15 +209,12 @@ def test_the_order_service_killed_mid_checkout_converges(api):
     payment = api.platform.processes["payment"]
     order_service = api.platform.processes["order"]
     key = str(uuid.uuid4())
-    os.kill(payment.process.pid, signal.SIGSTOP)
-    try:
+    with frozen(payment):
         response = checkout(api, token, address_id, key=key)
         assert response.status_code in (503, 504), response.text
         assert stock(api, book)["reserved"] == 1, "stopped between reservation and payment"
         order_service.process.kill()
         order_service.process.wait()
-    finally:
-        os.kill(payment.process.pid, signal.SIGCONT)
     order_service.start()
     eventually(lambda: _ping(api), timeout=60)
 
