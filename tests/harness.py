@@ -6,9 +6,11 @@ databases (``bookstore_<namespace>_<service>``, recreated and migrated at the st
 ``BOOKSTORE_TEST_NAMESPACE`` names both; by default it is ``test_`` and a short hash of
 the checkout's path, so two checkouts (git worktrees, say) run their suites side by side
 on one machine without dropping each other's vhost and databases.
-Between tests, :meth:`Platform.reset_data` empties every table except the signing keys
-and re-creates the administrator, so each test starts from the same state without paying
-for a restart.
+Between tests, :meth:`Platform.reset_data` waits for the services to finish what they
+are doing, drops the events nobody has handled yet, empties every table (found in the
+database, so a new table needs no change here) except the migrations' bookkeeping and the
+signing keys, and re-creates the administrator: each test starts from the same state, with
+nothing of the one before still arriving, without paying for a restart.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 
 from common import contract, topology
 from common.config import SERVICE_PACKAGES, database_url, service_config
+from common.deadletters import parking_queue_name
 from common.tracing import TRACES_FILE_ENV
 from ops import databases, standins
 from ops.processes import ManagedProcess, gateway_process, service_process, wait_until_ready
@@ -53,9 +56,12 @@ NAMESPACE = (
     + hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:6]
 )
 VHOST = f"bookstore-{NAMESPACE}"
-# Tables that survive reset_data: the migration state, and auth's signing keys (the
+# Tables that survive reset_data: the migrations' bookkeeping, and auth's signing keys (the
 # gateway caches the public keys; new ones every test would only slow the suite down).
 KEPT_TABLES = {"alembic_version", "signing_keys"}
+#: How long reset_data waits for the services' transactions to end before going on (a
+#: test may leave a process frozen mid-transaction; TRUNCATE then waits on its locks).
+QUIET_TIMEOUT_SECONDS = 10.0
 ADMIN_EMAIL = "admin@example.com"
 
 
@@ -71,14 +77,27 @@ def rabbitmqctl(*args: str) -> None:
 
 def queue_consumers(vhost: str, queue_prefix: str) -> int:
     """How many consumers the queues whose names start with ``queue_prefix`` have."""
+    counts = _queue_column(vhost, "consumers")
+    return sum(count for name, count in counts.items() if name.startswith(queue_prefix))
+
+
+def queue_messages(vhost: str) -> dict[str, int]:
+    """Queue name -> how many messages it holds, waiting or delivered and not yet
+    acknowledged (a consumer acknowledges when its handler has finished, so 0 means every
+    delivery so far has had its whole effect)."""
+    return _queue_column(vhost, "messages")
+
+
+def _queue_column(vhost: str, column: str) -> dict[str, int]:
+    """Queue name -> one of ``rabbitmqctl list_queues``' numeric columns."""
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "consumers"],
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", column],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    counts = [line.split() for line in listing.splitlines()]
-    return sum(int(count) for name, count in counts if name.startswith(queue_prefix))
+    rows = [line.split("\t") for line in listing.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
 def event_probe_process(
@@ -137,6 +156,7 @@ class Platform:
     admin: Admin
     engines: dict[str, Engine] = field(default_factory=dict)
     _admin_token: str | None = None
+    _event_queues: list[str] | None = None
     #: The SMTP server notify sends to, and moto's address (tests/outside.py).
     smtp: outside.SmtpServer | None = None
     aws_endpoint: str = ""
@@ -174,6 +194,11 @@ class Platform:
         return Connection(self.amqp_uri)
 
     def reset_data(self) -> None:
+        # The previous test's work must not land in this one: handlers still running
+        # finish first, then the events nobody has taken yet are dropped, then the
+        # tables are emptied.
+        self._wait_until_no_transaction()
+        self._purge_event_queues()
         for service in self.database_urls:
             self._empty_tables(service)
         with self.engine("auth").begin() as connection:
@@ -189,6 +214,55 @@ class Platform:
                     "roles": [roles.CUSTOMER, roles.ADMIN],
                 },
             )
+
+    def _wait_until_no_transaction(self) -> None:
+        """Until no service connection is inside a transaction: every handler, RPC worker
+        and timer that was writing has committed or rolled back. (One between two of its
+        transactions, waiting on another service, is not seen: TRUNCATE's deadlock retry
+        below is for it.) Cheap, unlike asking RabbitMQ what is unacknowledged
+        (``rabbitmqctl`` takes a second): one query on PostgreSQL's statistics view."""
+        names = [make_url(url).database for url in self.database_urls.values()]
+        deadline = time.monotonic() + QUIET_TIMEOUT_SECONDS
+        with self.engine("auth").connect() as connection:
+            while time.monotonic() < deadline:
+                busy = connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY(:names) "
+                        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                        "AND state IN ('active', 'idle in transaction', "
+                        "'idle in transaction (aborted)')"
+                    ),
+                    {"names": names},
+                )
+                connection.rollback()
+                if not busy:
+                    return
+                time.sleep(0.02)
+
+    def _purge_event_queues(self) -> None:
+        """Drops the events waiting in every consumer's queue and parking queue (the
+        topology's own list, common/topology.py): they were the previous test's."""
+        with self.broker() as connection:
+            channel = connection.default_channel
+            for name in self.event_queues:
+                channel.queue_purge(name)
+
+    @property
+    def event_queues(self) -> list[str]:
+        if self._event_queues is None:
+            queues = {
+                subscription.queue.name: subscription.queue
+                for subscription in topology.platform_subscriptions(service_config("catalog"))
+            }
+            self._event_queues = [
+                *queues,
+                *(
+                    parking_queue_name(name)
+                    for name, queue in queues.items()
+                    if queue.queue_arguments
+                ),
+            ]
+        return self._event_queues
 
     def _empty_tables(self, service: str, attempts: int = 5) -> None:
         # The services keep working between tests (consumers finishing the previous test's

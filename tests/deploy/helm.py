@@ -15,6 +15,17 @@ CHART = REPO_ROOT / "charts" / "bookstore"
 #: The oldest Kubernetes the chart promises to work on (Chart.yaml's kubeVersion is lower).
 KUBERNETES_VERSION = "1.33.0"
 RELEASE = "shop"
+#: What a production install must give: the signing keys' passphrase and a payment
+#: provider (no default) with its credentials.
+PASSPHRASE = {
+    "secrets": {
+        "AUTH_KEY_PASSPHRASE": "a passphrase for tests",
+        "STRIPE_API_KEY": "sk_live_for_tests",
+        "STRIPE_WEBHOOK_SECRET": "whsec_for_tests",
+    },
+    "config": {"PAYMENT_PROVIDER": "stripe"},
+}
+
 
 # prometheus-operator's ServiceMonitor is a custom resource kubernetes-validate has no
 # schema for: the fields the chart uses, as the operator's CRD (monitoring.coreos.com/v1)

@@ -12,18 +12,7 @@ from common.config import SERVICE_PACKAGES
 from gateway.ratelimit import parse_limits
 from ops import cli
 from tests.deploy.code_facts import env_vars_read, metrics_server_status, parse_cli
-from tests.deploy.helm import CHART, RELEASE, by_kind, component, render
-
-# What a production install must give: the signing keys' passphrase and a payment
-# provider (no default) with its credentials.
-PASSPHRASE = {
-    "secrets": {
-        "AUTH_KEY_PASSPHRASE": "a passphrase for tests",
-        "STRIPE_API_KEY": "sk_live_for_tests",
-        "STRIPE_WEBHOOK_SECRET": "whsec_for_tests",
-    },
-    "config": {"PAYMENT_PROVIDER": "stripe"},
-}
+from tests.deploy.helm import CHART, PASSPHRASE, RELEASE, by_kind, component, render
 
 
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:

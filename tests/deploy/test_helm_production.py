@@ -14,9 +14,8 @@ import pytest
 import requests
 
 from common.config import REPO_ROOT, SERVICE_PACKAGES
-from tests.deploy.helm import RELEASE, by_kind, component, render
+from tests.deploy.helm import PASSPHRASE, RELEASE, by_kind, component, render
 from tests.deploy.pod_security import violations
-from tests.deploy.test_helm import PASSPHRASE
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/bookstore-shop"
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+
+from tests.support import Receiver
 
 
 @pytest.fixture
@@ -30,3 +33,13 @@ def restore_signing_keys(api):
                 ),
                 {**row, "public_jwk": json.dumps(row["public_jwk"])},
             )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook endpoint on loopback (tests/support.py, Receiver)."""
+    endpoint = Receiver()
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()

@@ -15,7 +15,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from common import tokens
-from tests.support import assert_problem, event_data_for, outbox_events
+from tests.support import (
+    assert_problem,
+    event_data_for,
+    outbox_events,
+    signed_with_the_services_key,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -251,46 +256,18 @@ def test_alg_none_and_hs256_with_the_public_key_are_refused(api):
     assert_problem(api.get("/me", token=confused), 401)
 
 
-def _sign_with_the_services_key(platform, **claims) -> str:
-    """A token signed with auth's real current key (decrypted from its database, as an
-    attacker who stole it could not do without the passphrase): only the claims differ."""
-    from sqlalchemy import text
-
-    with platform.engine("auth").connect() as connection:
-        kid, pem = connection.execute(
-            text(
-                "SELECT kid, private_key_pem FROM signing_keys WHERE retired_at IS NULL "
-                "ORDER BY created_at DESC LIMIT 1"
-            )
-        ).one()
-    key = serialization.load_pem_private_key(
-        pem.encode(), password=platform.env["AUTH_KEY_PASSPHRASE"].encode()
-    )
-    now = int(time.time())
-    payload = {
-        "iss": tokens.issuer(),
-        "aud": tokens.audience(),
-        "sub": platform.admin.id,
-        "iat": now,
-        "exp": now + 300,
-        "scope": "admin:catalog",
-        **claims,
-    }
-    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
-
-
 def test_tokens_are_checked_for_expiry_audience_and_issuer(api):
     platform = api.platform
-    good = _sign_with_the_services_key(platform)
+    good = signed_with_the_services_key(platform)
     assert api.post("/categories", json={"slug": "ok", "name": "Ok"}, token=good).status_code == 201
 
-    expired = _sign_with_the_services_key(
+    expired = signed_with_the_services_key(
         platform, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600
     )
     body = assert_problem(api.get("/me", token=expired), 401)
     assert "expired" in body["detail"]
     for claims in ({"aud": "another-api"}, {"iss": "https://issuer.example"}):
-        assert_problem(api.get("/me", token=_sign_with_the_services_key(platform, **claims)), 401)
+        assert_problem(api.get("/me", token=signed_with_the_services_key(platform, **claims)), 401)
 
 
 def test_registration_with_a_nul_character_is_400(api):

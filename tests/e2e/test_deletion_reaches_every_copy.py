@@ -7,8 +7,7 @@ import uuid
 
 from sqlalchemy import text
 
-from tests.e2e.test_checkout import checkout, fill, shopper, stocked_book
-from tests.support import eventually
+from tests.support import checkout, eventually, fill, shopper, stocked_book
 
 PASSWORD = "a long enough password"  # tests/harness.py new_customer
 

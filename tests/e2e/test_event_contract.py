@@ -8,9 +8,7 @@ import json
 import uuid
 
 from common.events import EnvelopePublisher, make_envelope
-from tests.e2e.test_notifications import receiver, register  # noqa: F401 - a fixture
-from tests.e2e.test_refunds_and_async_payments import paid_order
-from tests.support import eventually
+from tests.support import eventually, paid_order, register_webhook
 
 SEARCH_CREATED_QUEUE = "evt-catalog-product.created--search.index_created_product"
 
@@ -58,8 +56,8 @@ def test_a_version_the_consumer_does_not_accept_is_parked(api):
     assert "version 2 of 'product.created' is not accepted (only 1)" in parked["error"]
 
 
-def test_a_webhook_for_every_type_receives_payment_succeeded(api, receiver):  # noqa: F811
-    register(api, receiver.url, event_types=["*"])
+def test_a_webhook_for_every_type_receives_payment_succeeded(api, receiver):
+    register_webhook(api, receiver.url, event_types=["*"])
     _, _, order = paid_order(api)
 
     def types_received() -> set[str]:

@@ -10,126 +10,26 @@ server; a registered webhook receiver gets a correctly signed delivery.
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 import requests
 from sqlalchemy import text
 
-from common.events import EnvelopePublisher, make_envelope
 from svc_notify.channels import SIGNATURE_HEADER, verify_signature
-from tests.e2e.test_checkout import checkout, fill, shopper, stocked_book
-from tests.support import assert_problem, eventually, order_event_data
-
-SECRET = "whsec_a-test-secret-of-some-length"
-
-
-class Receiver:
-    """A webhook endpoint on loopback. ``answers`` scripts the replies in turn
-    (``200``, ``500``, ``"redirect"``, ``"hang"``); then it answers 200."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict] = []
-        self.answers: list[int | str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                receiver.calls.append({"headers": dict(self.headers), "body": body})
-                answer = receiver.answers.pop(0) if receiver.answers else 200
-                if answer == "hang":
-                    time.sleep(2.5)  # longer than NOTIFY_WEBHOOK_TIMEOUT (1 s) in tests
-                    answer = 200
-                if answer == "redirect":
-                    self.send_response(302)
-                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-                else:
-                    self.send_response(answer)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver()
-    try:
-        yield endpoint
-    finally:
-        endpoint.close()
-
-
-def register(api, url, event_types=("order.paid",), secret=SECRET):
-    response = api.post(
-        "/admin/webhooks",
-        json={"url": url, "event_types": list(event_types), "secret": secret},
-        token=api.admin,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-@contextmanager
-def routed_queue(platform, pattern: dict) -> Iterator[str]:
-    """An SQS queue that an EventBridge rule on the bridge's bus routes ``pattern`` to,
-    with the queue policy AWS requires for EventBridge to deliver; yields its URL."""
-    name = f"consumer-{uuid.uuid4().hex[:10]}"
-    sqs, events = platform.aws("sqs"), platform.aws("events")
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    bus = platform.env["BRIDGE_EVENT_BUS"]
-    rule_arn = events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))[
-        "RuleArn"
-    ]
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": queue_arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-            }
-        ],
-    }
-    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    try:
-        yield queue_url
-    finally:
-        events.remove_targets(Rule=name, EventBusName=bus, Ids=["queue"])
-        events.delete_rule(Name=name, EventBusName=bus)
-        sqs.delete_queue(QueueUrl=queue_url)
-
-
-def received(platform, queue_url, count=1, timeout=20) -> list[dict]:
-    """The EventBridge events that reached the queue (waits for ``count``)."""
-    sqs = platform.aws("sqs")
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while len(events) < count and time.monotonic() < deadline:
-        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        events += [json.loads(message["Body"]) for message in answer.get("Messages", [])]
-    return events
+from tests.support import (
+    WEBHOOK_SECRET,
+    assert_problem,
+    checkout,
+    eventually,
+    fill,
+    order_event_data,
+    publish,
+    received,
+    register_webhook,
+    routed_queue,
+    shopper,
+    stocked_book,
+)
 
 
 def outbox_event(platform, service, event_type, resource_id) -> dict:
@@ -151,16 +51,9 @@ def attempts(api, **params) -> list[dict]:
     return response.json()["items"]
 
 
-def publish(platform, source: str, event_type: str, data: dict) -> dict:
-    """An event as ``source``'s outbox relay would publish it."""
-    envelope = make_envelope(source, event_type, data)
-    EnvelopePublisher(platform.amqp_uri, source, {})(envelope)
-    return envelope
-
-
 def test_a_paid_checkout_reaches_eventbridge_the_inbox_and_a_signed_webhook(api, receiver):
     platform = api.platform
-    endpoint = register(api, receiver.url)
+    endpoint = register_webhook(api, receiver.url)
     with routed_queue(
         platform, {"source": ["bookstore.order"], "detail-type": ["order.paid"]}
     ) as queue_url:
@@ -192,7 +85,7 @@ def test_a_paid_checkout_reaches_eventbridge_the_inbox_and_a_signed_webhook(api,
     [call] = eventually(lambda: _exactly(receiver.calls, 1))
     assert call["headers"]["Bookstore-Event-Id"] == paid["id"]
     assert call["headers"]["Bookstore-Event-Type"] == "order.paid"
-    assert verify_signature(SECRET, call["headers"][SIGNATURE_HEADER], call["body"])
+    assert verify_signature(WEBHOOK_SECRET, call["headers"][SIGNATURE_HEADER], call["body"])
     assert not verify_signature("another secret!!", call["headers"][SIGNATURE_HEADER], call["body"])
     assert json.loads(call["body"])["data"]["id"] == order["id"]
 
@@ -221,7 +114,7 @@ def _exactly(items: list, count: int) -> list:
 
 
 def test_a_failing_webhook_is_retried_then_parked_and_can_be_replayed(api, receiver):
-    endpoint = register(api, receiver.url, event_types=["*"])
+    endpoint = register_webhook(api, receiver.url, event_types=["*"])
     receiver.answers = [500, "redirect", "hang"]
     event = publish(api.platform, "order", "order.delivered", order_event_data())
 
@@ -252,7 +145,7 @@ def test_a_failing_webhook_is_retried_then_parked_and_can_be_replayed(api, recei
     eventually(lambda: _exactly(attempts(api, event_id=event["id"], outcome="sent"), 1))
     last = receiver.calls[-1]
     assert last["headers"]["Bookstore-Event-Id"] == event["id"]
-    assert verify_signature(SECRET, last["headers"][SIGNATURE_HEADER], last["body"])
+    assert verify_signature(WEBHOOK_SECRET, last["headers"][SIGNATURE_HEADER], last["body"])
     # Only parked deliveries can be replayed.
     assert_problem(api.post(f"/admin/deliveries/{delivery['id']}/replay", token=api.admin), 409)
 

@@ -18,13 +18,16 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from tests.support import assert_problem, eventually, outbox_events
-
-
-def picture(image_format: str = "PNG", size: tuple[int, int] = (1200, 900), colour="teal"):
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, image_format)
-    return buffer.getvalue()
+from tests.support import (
+    add_image,
+    ask_for_upload,
+    assert_problem,
+    confirm,
+    eventually,
+    outbox_events,
+    picture,
+    upload,
+)
 
 
 class Bucket:
@@ -51,40 +54,6 @@ def bucket(api) -> Bucket:
     bucket = Bucket(api.platform)
     bucket.empty()
     return bucket
-
-
-def ask_for_upload(api, product_id: str, content_type: str = "image/png", token=None):
-    response = api.post(
-        f"/products/{product_id}/images/uploads",
-        json={"content_type": content_type},
-        token=token or api.admin,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def upload(form: dict, body: bytes, content_type: str | None = None) -> requests.Response:
-    """What a browser does with the form: its fields, then the file, straight to S3."""
-    response = requests.post(
-        form["url"],
-        data=form["fields"],
-        files={"file": ("cover", body, content_type or form["content_type"])},
-        timeout=30,
-    )
-    assert response.status_code == 204, response.text
-    return response
-
-
-def confirm(api, product_id: str, key: str, token=None) -> requests.Response:
-    return api.post(f"/products/{product_id}/images", json={"key": key}, token=token or api.admin)
-
-
-def add_image(api, product_id: str, body: bytes, content_type: str = "image/png") -> dict:
-    form = ask_for_upload(api, product_id, content_type)
-    upload(form, body)
-    response = confirm(api, product_id, form["key"])
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_an_uploaded_image_becomes_the_products_thumbnails(api, bucket):

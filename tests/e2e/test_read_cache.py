@@ -17,9 +17,8 @@ import requests
 from sqlalchemy import text
 
 from ops.processes import wait_until_ready
-from tests.e2e.test_product_images import add_image, picture
 from tests.harness import amqp_uri
-from tests.support import assert_problem, eventually
+from tests.support import add_image, assert_problem, eventually, picture
 from tests.tcp_proxy import TcpProxy
 
 

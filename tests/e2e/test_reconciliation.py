@@ -22,8 +22,7 @@ import uuid
 from sqlalchemy import text
 
 from common.config import REPO_ROOT
-from tests.e2e.test_refunds_and_async_payments import paid_order, refund
-from tests.support import eventually
+from tests.support import eventually, paid_order, refund
 
 
 def _status(platform) -> dict:

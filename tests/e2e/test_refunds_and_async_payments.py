@@ -3,25 +3,22 @@ the same flows as with Stripe, and no configuration at all."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
-from tests.e2e.test_checkout import checkout, fill, shopper, stock, stocked_book
-from tests.support import assert_problem, eventually
-
-
-def paid_order(api, amount=2000, quantity=1, on_hand=5):
-    book = stocked_book(api, on_hand=on_hand, amount=amount)
-    token, address_id = shopper(api)
-    fill(api, token, book, quantity)
-    order = checkout(api, token, address_id).json()
-    assert order["status"] == "PAID", order
-    return book, token, order
-
-
-def refund(api, order_id, **body):
-    return api.post(
-        f"/admin/orders/{order_id}/refunds", json={"reason": "goodwill", **body}, token=api.admin
-    )
+from tests.support import (
+    Api,
+    assert_problem,
+    checkout,
+    eventually,
+    fill,
+    paid_order,
+    refund,
+    shopper,
+    stock,
+    stocked_book,
+)
 
 
 def test_partial_then_full_refund_of_a_delivered_order(api):
@@ -42,6 +39,44 @@ def test_partial_then_full_refund_of_a_delivered_order(api):
     assert [item["amount"] for item in record["refunds"]] == [1500, 2500]
     assert record["payment"]["refunded_amount"] == 4000
     assert_problem(refund(api, order["id"], amount=1), 409)  # nothing left: REFUNDED
+
+
+def test_concurrent_partial_refunds_never_refund_more_than_was_paid(api):
+    """Six administrators refund 1,500 of a 4,000 payment at the same moment: two fit,
+    the others are refused precisely, and payment's and order's records agree."""
+    _, token, order = paid_order(api, amount=4000)  # free shipping: total 4000
+    api.post(f"/admin/orders/{order['id']}/ship", token=api.admin)
+    api.post(f"/admin/orders/{order['id']}/deliver", token=api.admin)
+    attempts, share = 6, 1500
+    start = threading.Barrier(attempts)
+
+    def one_refund(_):
+        client = Api(api.platform)  # a connection of its own: really concurrent
+        start.wait(timeout=30)
+        return refund(client, order["id"], amount=share)
+
+    with ThreadPoolExecutor(attempts) as pool:
+        responses = list(pool.map(one_refund, range(attempts)))
+
+    accepted = [response for response in responses if response.status_code == 200]
+    refused = [response for response in responses if response.status_code != 200]
+    assert len(accepted) == 4000 // share, [response.text for response in responses]
+    for response in refused:
+        # Refunds of one payment are taken one at a time (svc_payment/payments.py), so a
+        # loser sees what the winners left: 4000 - 2 * 1500.
+        problem = assert_problem(response, 422)
+        assert problem["refundable"] == 4000 - len(accepted) * share
+    refunded = len(accepted) * share
+    assert refunded <= 4000
+
+    record = api.get(f"/orders/{order['id']}/payments", token=token).json()
+    assert sorted(item["amount"] for item in record["refunds"]) == [share] * len(accepted)
+    assert record["payment"]["refunded_amount"] == refunded
+    # The order's copy of the payment agrees, once every refund's answer has landed.
+    final = api.get(f"/admin/orders/{order['id']}", token=api.admin).json()
+    assert final["status"] == "DELIVERED"
+    assert final["payment"]["refunded_amount"] == refunded
+    assert final["payment"]["status"] == record["payment"]["status"]
 
 
 def test_a_full_refund_before_shipping_gives_the_stock_back(api):

@@ -3,28 +3,24 @@ half-written, and recovery once it is back."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from contextlib import contextmanager
 
 import pytest
 import requests
 
+from common.rpc import CLOCK_SKEW_ALLOWANCE_SECONDS
 from ops.processes import wait_until_ready
 from tests.harness import amqp_uri
-from tests.support import assert_problem, book, eventually
+from tests.support import assert_problem, book, eventually, frozen, wait_until_quiet
 from tests.tcp_proxy import TcpProxy
 
+#: Leeway on an answer that must come at a deadline: scheduling on a loaded 2-core machine.
+DEADLINE_MARGIN = 3.0
 
-@contextmanager
-def frozen(process):
-    """SIGSTOP: the process keeps its connections but answers nothing, like a hung host."""
-    os.kill(process.process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(process.process.pid, signal.SIGCONT)
+
+def rpc_deadline(api) -> float:
+    """The gateway's RPC deadline in the test platform (tests/harness.py)."""
+    return float(api.platform.env["GATEWAY_RPC_TIMEOUT"])
 
 
 @pytest.fixture
@@ -55,7 +51,9 @@ def test_broker_gone_fails_fast_with_503_and_recovers(api, gateway_behind_proxy)
     body = assert_problem(listing, 503)
     assert body["type"] == "urn:bookstore:problem:service-unavailable"
     assert listing.headers["Retry-After"]
-    assert elapsed < 5, f"took {elapsed:.1f}s to give up"
+    # The behaviour under test is a deadline: a broker that is gone is noticed, not
+    # waited for, so the answer comes before the RPC deadline (a 504 would come at it).
+    assert elapsed < rpc_deadline(api), f"took {elapsed:.1f}s to give up"
 
     ready = requests.get(f"{base_url}/ready", timeout=30)
     assert ready.status_code == 503
@@ -88,10 +86,16 @@ def test_hung_service_gives_504_and_its_request_is_never_run(api):
         elapsed = time.monotonic() - started
         body = assert_problem(response, 504)
         assert body["service"] == "catalog"
-        assert elapsed < 8
-        time.sleep(2)  # it stays hung a while after the caller gave up
-    # It wakes with the request in hand (or still queued): either way, nobody waits for it.
-    time.sleep(2)
+        # The behaviour under test is the deadline: the answer comes at it, give or take
+        # DEADLINE_MARGIN for a loaded machine's scheduling.
+        assert rpc_deadline(api) <= elapsed < rpc_deadline(api) + DEADLINE_MARGIN
+        # It stays hung until its request is stale by more than the clock skew services
+        # allow (common/rpc.py): making time pass is the point here, not synchronisation.
+        time.sleep(CLOCK_SKEW_ALLOWANCE_SECONDS + 0.5)
+    # It wakes with the request in hand (or still queued). Once the catalog's RPC queue is
+    # quiet every request it held has been dropped or run (a request is acknowledged
+    # after its work), so the product's absence now is a fact, not a matter of timing.
+    wait_until_quiet(api.platform, "rpc-catalog")
     assert api.all_products() == []
     assert api.get("/products").status_code == 200
 

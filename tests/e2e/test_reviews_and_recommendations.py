@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.e2e.test_checkout import checkout, fill, shopper, stocked_book
-from tests.support import assert_problem, eventually
+from tests.support import assert_problem, checkout, eventually, fill, shopper, stocked_book
 
 
 def buy(api, token, address_id, *books):

@@ -22,14 +22,18 @@ from common import deadletters
 from common.config import REPO_ROOT, SERVICE_PACKAGES
 from common.events import EnvelopePublisher, make_envelope
 from ops.instance import INSTANCE_ENV
-from tests.e2e.test_checkout import checkout, fill, shopper, stock, stocked_book
-from tests.e2e.test_notifications import publish
 from tests.support import (
     age_current_signing_key,
     assert_problem,
+    checkout,
     eventually,
+    fill,
     nameko_shell,
     order_event_data,
+    publish,
+    shopper,
+    stock,
+    stocked_book,
 )
 
 RUNBOOK = REPO_ROOT / "docs" / "operations.md"

@@ -8,7 +8,13 @@ import uuid
 import jwt
 import pytest
 
-from tests.support import age_current_signing_key, assert_problem, event_data_for, eventually
+from tests.support import (
+    age_current_signing_key,
+    assert_problem,
+    event_data_for,
+    eventually,
+    signed_with_the_services_key,
+)
 
 PASSWORD = "a long enough password"
 
@@ -228,7 +234,6 @@ def _assert_status(response, status):
 
 
 def test_an_unknown_user_id_in_a_valid_token_is_404_not_500(api):
-    from tests.e2e.test_auth import _sign_with_the_services_key
 
-    token = _sign_with_the_services_key(api.platform, sub=str(uuid.uuid4()), scope="")
+    token = signed_with_the_services_key(api.platform, sub=str(uuid.uuid4()), scope="")
     assert_problem(api.get("/me", token=token), 404)

@@ -17,8 +17,16 @@ import requests
 from ops import cli
 from tests import harness
 from tests import stripe_support as stripe
-from tests.e2e.test_checkout import checkout, fill, shopper, stock, stocked_book
-from tests.support import Api, assert_problem, eventually
+from tests.support import (
+    Api,
+    assert_problem,
+    checkout,
+    eventually,
+    fill,
+    shopper,
+    stock,
+    stocked_book,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -173,9 +181,10 @@ def test_webhooks_are_verified_applied_once_and_never_undo_a_success(api, world)
 
 def test_partial_then_full_refund_and_reconciliation(api, world):
     # localstripe keeps the earlier tests' payments, which reset_data removed on our
-    # side: start the window after them (Stripe's times have one-second resolution).
-    time.sleep(1.5)
-    since = datetime.now(UTC) - timedelta(seconds=0.5)
+    # side: start the window after them. Stripe's times are whole seconds, so the window
+    # starts at the next whole second, once the clock has passed it.
+    since = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (since - datetime.now(UTC)).total_seconds()))
     book = stocked_book(api, amount=4000)
     token, address = shopper(api)
     fill(api, token, book)
@@ -268,16 +277,23 @@ def test_a_timeout_after_stripe_charged_does_not_charge_twice(api, world):
 
 def test_an_unreachable_stripe_fails_fast_and_leaves_nothing_half_paid(api, world):
     book = stocked_book(api, on_hand=5)
+    # Five customers ready to pay before Stripe goes away, so their checkouts follow each
+    # other closely: all five must fall inside the breaker's reset time.
+    customers = []
+    for _ in range(5):
+        token, address = shopper(api)
+        fill(api, token, book)
+        customers.append((token, address))
     target = world.proxy.target
     world.proxy.target = "http://127.0.0.1:9"  # Stripe unreachable
     try:
         statuses = []
         attempted_before = len(world.proxy.attempted_keys)
-        for _ in range(5):
-            token, address = shopper(api)
-            fill(api, token, book)
+        for token, address in customers:
             response = checkout(api, token, address, payment_method="pm_card_visa")
             statuses.append(response.status_code)
+        # The circuit opened at the latest by the last refusal.
+        opened_by = time.monotonic()
         assert statuses == [503] * 5
         assert "unavailable" in response.json()["detail"]
         # PAYMENT_BREAKER_FAILURES is 3: the fourth and fifth payments are refused by the
@@ -295,7 +311,9 @@ def test_an_unreachable_stripe_fails_fast_and_leaves_nothing_half_paid(api, worl
 
     eventually(settled, timeout=90)
     assert stock(api, book)["reserved"] == 0
-    time.sleep(4)
+    # The reset time is the behaviour under test: wait until it has passed, no longer.
+    reset = float(api.platform.env["PAYMENT_BREAKER_RESET_SECONDS"])
+    time.sleep(max(0.0, opened_by + reset - time.monotonic()))
     token, address = shopper(api)
     fill(api, token, book)
     assert checkout(api, token, address, payment_method="pm_card_visa").json()["status"] == "PAID"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from common.tracing import TRACES_FILE_ENV
 from tests import harness
+from tests.deploy.prometheus import scrape, total
 from tests.support import assert_problem, book, eventually
 
 
@@ -155,18 +155,63 @@ def test_without_a_callers_trace_the_correlation_id_finds_the_trace(api):
 def test_the_gateways_revocation_polls_start_no_traces(api):
     """They run every second (gateway/revocations.py): their traces would drown the rest."""
     path = Path(api.platform.env[TRACES_FILE_ENV])
-    time.sleep(2)  # a couple of polls, exported within the 200 ms the harness sets
+    polls = _revocation_polls(api)
+
+    def polled_twice() -> None:
+        assert _revocation_polls(api) >= polls + 2
+
+    eventually(polled_twice)
+    # A positive barrier: a traced request after those polls, through the gateway to auth.
+    # Each process exports its spans in order, so once this request's spans from both
+    # are in the file, whatever the polls made before it would be too.
+    trace_id = secrets.token_hex(16)
+    me = api.get(
+        "/me", token=api.admin, headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    )
+    assert me.status_code == 200, me.text
+    eventually(lambda: _exported_by(api, trace_id, {"gateway", "auth"}))
     names = {json.loads(line)["name"] for line in path.read_text().splitlines()}
-    assert names  # spans are written...
-    assert "auth.access_revocations" not in names  # ...but none of the polls
+    assert "auth.access_revocations" not in names
 
 
 def test_library_spans_only_join_a_trace_never_start_one(api):
     """The outbox relay polls, the readiness probe queries, the senders loop: none of
     them may start a trace of its own through the instrumented libraries."""
     path = Path(api.platform.env[TRACES_FILE_ENV])
-    time.sleep(2)  # a couple of relay polls, exported within the 200 ms the harness sets
+    # A positive barrier: a traced product whose event catalog's relay polls out and
+    # search handles, both writing SQL (library spans) under the trace. Once those are
+    # exported, so is anything the libraries did before them in those processes.
+    trace_id = secrets.token_hex(16)
+    created = api.post(
+        "/products",
+        json=book(),
+        token=api.admin,
+        headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+    )
+    assert created.status_code == 201, created.text
+
+    def library_spans_exported() -> None:
+        services = {
+            span["resource"]["attributes"]["service.name"]
+            for span in api.platform.spans(trace_id)
+            if "db.system" in span["attributes"]
+        }
+        assert {"catalog", "search"} <= services, services
+
+    eventually(library_spans_exported)
     spans = [json.loads(line) for line in path.read_text().splitlines()]
     library = [span for span in spans if "db.system" in span["attributes"]]
-    assert library  # the test above, or any request, made some...
     assert [span["name"] for span in library if span["parent_id"] is None] == []
+
+
+def _revocation_polls(api) -> float:
+    """How many times auth has answered the gateways' revocation polls (its /metrics)."""
+    samples = scrape(f"http://127.0.0.1:{api.platform.metrics_ports['auth']}/metrics")
+    return total(samples, "bookstore_rpc_calls_total", method="access_revocations")
+
+
+def _exported_by(api, trace_id: str, services: set[str]) -> None:
+    exported = {
+        span["resource"]["attributes"]["service.name"] for span in api.platform.spans(trace_id)
+    }
+    assert services <= exported, exported

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.e2e.test_notifications import publish, received, routed_queue
-from tests.support import eventually
+from tests.support import eventually, publish, received, routed_queue
 
 
 def test_any_event_of_any_service_is_mirrored_with_its_id_and_without_secrets(platform):

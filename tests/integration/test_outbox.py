@@ -10,15 +10,17 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from amqp.exceptions import AMQPError
-from kombu import Queue
-from kombu.exceptions import KombuError
-from sqlalchemy import func, select, update
+from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
+from nameko.exceptions import RpcTimeout
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from common.events import ConfirmingPublisher, purge_published, relay_batch
+from ops.processes import service_process
 from svc_catalog.models import CatalogOutboxMessage, outbox
-from tests.harness import amqp_uri
+from tests.harness import amqp_uri, free_port
+from tests.support import eventually, frozen
 from tests.tcp_proxy import TcpProxy
 
 # A source no service uses, so the running catalog's relay never touches these events.
@@ -42,13 +44,8 @@ def unpublished(session: Session) -> int:
 @pytest.fixture
 def quiet_relay(platform):
     """Freezes the running catalog service so its own relay does not race the test's."""
-    import os
-    import signal
-
-    pid = platform.processes["catalog"].process.pid
-    os.kill(pid, signal.SIGSTOP)
-    yield
-    os.kill(pid, signal.SIGCONT)
+    with frozen(platform.processes["catalog"]):
+        yield
 
 
 def test_events_are_written_in_the_callers_transaction(catalog_db, quiet_relay):
@@ -154,7 +151,8 @@ def test_events_wait_out_a_broker_outage(platform, catalog_db, quiet_relay, boun
     publisher = ConfirmingPublisher(amqp_uri(port=proxy.port), SOURCE, {}, confirm_timeout=3)
     try:
         proxy.cut()
-        with pytest.raises((OSError, TimeoutError, AMQPError, KombuError)):
+        # kombu reports the refused connection as its OperationalError.
+        with pytest.raises(OperationalError):
             relay_batch(catalog_db, CatalogOutboxMessage, publisher.publish, batch_size=10)
         assert unpublished(catalog_db) == 3
         proxy.restore()
@@ -201,3 +199,93 @@ def test_purge_forgets_only_old_published_events(catalog_db, quiet_relay):
     catalog_db.commit()
     assert purge_published(catalog_db, CatalogOutboxMessage, timedelta(days=7)) == 2
     assert catalog_db.scalar(select(func.count()).select_from(CatalogOutboxMessage)) == 1
+
+
+def test_a_service_cut_from_the_broker_publishes_its_event_when_the_link_returns(api):
+    """The real catalog, its only route to RabbitMQ through a proxy the test cuts: a
+    reservation expires meanwhile (its timer writes the release and the event, no broker
+    needed), the row waits in the outbox, and the event arrives once the link is back."""
+    platform = api.platform
+    proxy = TcpProxy(5672)
+    behind_proxy = service_process(
+        "catalog",
+        platform.log_dir,
+        {
+            **platform.env,
+            "AMQP_URI": amqp_uri(port=proxy.port),
+            "METRICS_PORT": str(free_port()),
+        },
+        name="catalog-behind-proxy",
+    )
+    platform.processes["catalog"].stop()
+    behind_proxy.start()
+    expired = Queue(
+        f"test-outbox-{uuid.uuid4().hex[:8]}",
+        Exchange("catalog.events", type="topic", durable=True, no_declare=True),
+        routing_key="inventory.reservation_expired",
+    )
+    try:
+        eventually(lambda: _catalog_answers(platform, behind_proxy), timeout=60)
+        with platform.broker() as connection:
+            expired(connection.default_channel).declare()
+        product = api.create_product()
+        api.request("PUT", f"/products/{product['id']}/stock", json={"on_hand": 3}, token=api.admin)
+        order_id = str(uuid.uuid4())
+        with platform.rpc() as rpc:
+            rpc.catalog.reserve(order_id, [{"product_id": product["id"], "quantity": 1}], 1)
+
+        proxy.cut()
+        # Written while the link is down: the timer expired the reservation (every 5 s).
+        row = eventually(lambda: _expiry_row(platform, order_id), timeout=30)
+        assert row.published_at is None
+        assert behind_proxy.running, behind_proxy.log_tail()
+
+        proxy.restore()
+        event = _next_message(platform, expired, timeout=60)
+        assert event["id"] == row.envelope["id"]
+        assert event["data"]["order_id"] == order_id
+        eventually(lambda: _assert_published(platform, order_id))
+    finally:
+        behind_proxy.stop()
+        proxy.close()
+        with platform.broker() as connection:
+            expired(connection.default_channel).delete()
+        platform.processes["catalog"].start()
+        eventually(lambda: _catalog_answers(platform, platform.processes["catalog"]), timeout=60)
+
+
+def _catalog_answers(platform, process) -> None:
+    assert process.running, process.log_tail()
+    try:
+        with platform.rpc(timeout=3) as rpc:
+            assert rpc.catalog.ping()["service"] == "catalog"
+    except RpcTimeout as error:
+        raise AssertionError("catalog does not answer yet") from error
+
+
+def _expiry_row(platform, order_id: str):
+    with platform.engine("catalog").connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT envelope, published_at FROM outbox "
+                "WHERE event_type = 'inventory.reservation_expired' "
+                "AND envelope->'data'->>'order_id' = :order_id"
+            ),
+            {"order_id": order_id},
+        ).first()
+    assert row is not None, "the reservation has not expired yet"
+    return row
+
+
+def _assert_published(platform, order_id: str) -> None:
+    assert _expiry_row(platform, order_id).published_at is not None
+
+
+def _next_message(platform, queue: Queue, timeout: float) -> dict:
+    def arrived() -> dict:
+        with platform.broker() as connection:
+            message = queue(connection.default_channel).get(no_ack=True)
+        assert message is not None, "the event has not arrived"
+        return message.payload
+
+    return eventually(arrived, timeout=timeout)

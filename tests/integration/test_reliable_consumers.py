@@ -25,7 +25,7 @@ from ops import databases
 from ops.processes import ManagedProcess
 from tests import harness
 from tests.integration import dead_letter_probe as probe
-from tests.support import eventually
+from tests.support import eventually, wait_until_quiet
 
 QUEUE = f"evt-{probe.SOURCE}-{probe.EVENT_TYPE}--{probe.DeadLetterProbe.name}.handle"
 
@@ -145,6 +145,10 @@ def test_an_event_published_twice_is_handled_once(consumer):
         assert consumer.count("attempts", envelope["id"]) == 2
 
     eventually(delivered_twice)
+    # The attempt is counted before the effect is written: wait for both deliveries to
+    # finish, then the effect must be there exactly once.
+    wait_until_quiet(consumer.platform, QUEUE)
+    assert consumer.count("attempts", envelope["id"]) == 2
     assert consumer.count("effects", envelope["id"]) == 1
     assert consumer.count("handled_events", envelope["id"]) == 1
     assert consumer.parked(envelope["id"]) == []
@@ -212,6 +216,7 @@ def test_parked_while_broken_then_replayed_after_the_fix_is_handled_exactly_once
     # A late duplicate of the same event changes nothing.
     consumer.publish(envelope)
     eventually(lambda: _attempted(consumer, envelope["id"], 3))
+    wait_until_quiet(consumer.platform, QUEUE)
     assert consumer.count("effects", envelope["id"]) == 1
 
 
