@@ -28,6 +28,7 @@ SERVICE_PACKAGES: dict[str, str] = {
     "search": "svc_search",
     "notify": "svc_notify",
     "bridge": "svc_bridge",
+    "analytics": "svc_analytics",
 }
 
 
