@@ -291,13 +291,14 @@ def claim_unhandled(
         ids.setdefault(event_id, envelope)
     if not ids:
         return []
+    # One statement sent as an executemany (compiled once and cached, whatever the
+    # batch's size), returning the ids it inserted.
+    table = model.__table__
     claimed = set(
-        session.scalars(
-            insert(model)
-            .values([{"event_id": event_id, "handler": handler} for event_id in ids])
-            .on_conflict_do_nothing()
-            .returning(model.event_id)
-        )
+        session.execute(
+            insert(table).on_conflict_do_nothing().returning(table.c.event_id),
+            [{"event_id": event_id, "handler": handler} for event_id in ids],
+        ).scalars()
     )
     if len(claimed) < len(ids):
         log.info("%s skipped %d event(s): already handled", handler, len(ids) - len(claimed))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,6 +120,9 @@ class Fact:
     amount: int = 0
     lines: tuple[Line, ...] = ()
     country: str | None = None
+    #: A refund's ``amount`` is all refunded of the order so far (payment's
+    #: ``refunded_amount``), not one refund: applying it twice or out of order is harmless.
+    cumulative: bool = False
 
 
 class MalformedEvent(ValueError):
@@ -131,43 +134,70 @@ def fact_of(envelope: dict[str, Any]) -> Fact:
     try:
         kind = envelope["type"]
         data = envelope["data"]
-        moment = parse_time(envelope["time"])
         if kind == "payment.refunded":
+            cumulative = "refunded_amount" in data
             return Fact(
                 "refund",
-                moment,
+                parse_time(envelope["time"]),
                 str(data["order_id"]),
                 _currency(data["currency"]),
-                int(data["refund_amount"]),
+                int(data["refunded_amount"] if cumulative else data["refund_amount"]),
+                cumulative=cumulative,
             )
-        if kind not in ("order.created", "order.paid"):
+        if kind not in ORDER_MOMENTS:
             raise MalformedEvent(f"analytics does not read {kind!r} events")
-        total = data["total"]
-        address = data.get("shipping_address") or {}
-        lines = tuple(
-            Line(
-                str(item["product_id"]),
-                item.get("title"),
-                int(item["quantity"]),
-                int((item.get("line_total") or {}).get("amount", 0))
-                or int((item.get("unit_price") or {}).get("amount", 0)) * int(item["quantity"]),
-            )
-            for item in data["items"]
-        )
-        country = address.get("country")
-        return Fact(
-            "checkout" if kind == "order.created" else "paid",
-            moment,
-            str(data["id"]),
-            _currency(total["currency"]),
-            int(total["amount"]),
-            lines,
-            str(country).upper() if country else None,
-        )
+        # The order's own moment (paid_at, created_at) when it carries it: written in the
+        # transaction that wrote the envelope, and what the backfill reads from orders.
+        moment = parse_time(data.get(ORDER_MOMENTS[kind]) or envelope["time"])
+        return order_fact("checkout" if kind == "order.created" else "paid", data, moment)
     except (KeyError, TypeError, ValueError) as error:
         if isinstance(error, MalformedEvent):
             raise
         raise MalformedEvent(f"{envelope.get('type')!r} envelope unreadable: {error!r}") from None
+
+
+ORDER_MOMENTS = {"order.created": "created_at", "order.paid": "paid_at"}
+
+
+def order_fact(kind: str, order: dict[str, Any], moment: datetime) -> Fact:
+    """A checkout or payment fact of an order as svc_order shows it (event or RPC)."""
+    total = order["total"]
+    address = order.get("shipping_address") or {}
+    lines = tuple(
+        Line(
+            str(item["product_id"]),
+            item.get("title"),
+            int(item["quantity"]),
+            int((item.get("line_total") or {}).get("amount", 0))
+            or int((item.get("unit_price") or {}).get("amount", 0)) * int(item["quantity"]),
+        )
+        for item in order["items"]
+    )
+    country = address.get("country")
+    return Fact(
+        kind,
+        moment,
+        str(order["id"]),
+        _currency(total["currency"]),
+        int(total["amount"]),
+        lines,
+        str(country).upper() if country else None,
+    )
+
+
+def facts_of_order(order: dict[str, Any]) -> list[Fact]:
+    """What an order's history says (the backfill): placed, paid if it was, and all it
+    has refunded, as the live events would have said it."""
+    facts = [order_fact("checkout", order, parse_time(order["created_at"]))]
+    if order.get("paid_at"):
+        paid = order_fact("paid", order, parse_time(order["paid_at"]))
+        facts.append(paid)
+        refunded = int((order.get("payment") or {}).get("refunded_amount") or 0)
+        if refunded:
+            facts.append(
+                Fact("refund", paid.time, paid.order_id, paid.currency, refunded, cumulative=True)
+            )
+    return facts
 
 
 def _currency(raw: Any) -> str:
@@ -208,6 +238,8 @@ class OrderState:
     window_start: datetime | None = None
     counted: bool | None = None
     refunded: int = 0
+    #: Its ``order.created`` is counted (as a checkout).
+    placed: bool = False
 
 
 WindowKey = tuple[datetime, str]
@@ -256,20 +288,20 @@ def aggregate(
         key = (start, fact.currency)
         late = not replay and lateness_of(start, mark, settings) == TOO_LATE
         target = batch.late if late else batch.windows
-        if fact.kind == "checkout":
-            target[key].checkouts += 1
-            continue
         state = batch.orders.get(fact.order_id) or known.get(fact.order_id)
-        if state is not None and state.counted is not None:
+        state = replace(state) if state else OrderState(fact.order_id, fact.currency)
+        if fact.kind == "checkout":
+            if state.placed:
+                batch.skipped += 1
+            else:
+                state.placed = True
+                batch.orders[fact.order_id] = state
+                target[key].checkouts += 1
+            continue
+        if state.counted is not None:
             batch.skipped += 1  # this order is counted already (another envelope said so)
             continue
-        state = OrderState(
-            fact.order_id,
-            fact.currency,
-            start,
-            counted=not late,
-            refunded=state.refunded if state else 0,
-        )
+        state.window_start, state.counted = start, not late
         batch.orders[fact.order_id] = state
         units = sum(line.quantity for line in fact.lines)
         target[key].add(Totals(orders=1, units=units, gross=fact.amount, refunds=state.refunded))
@@ -289,17 +321,17 @@ def aggregate(
 
 def _refund(batch: Batch, known: dict[str, OrderState], fact: Fact) -> None:
     state = batch.orders.get(fact.order_id) or known.get(fact.order_id)
-    if state is None:
-        state = OrderState(fact.order_id, fact.currency)
-    state = OrderState(
-        state.order_id, state.currency, state.window_start, state.counted, state.refunded
-    )
-    state.refunded += fact.amount
+    state = replace(state) if state else OrderState(fact.order_id, fact.currency)
+    added = max(0, fact.amount - state.refunded) if fact.cumulative else fact.amount
+    if not added:
+        batch.skipped += 1  # an earlier or repeated account of what is refunded already
+        return
+    state.refunded += added
     batch.orders[fact.order_id] = state
     if state.counted is None:
         return  # its order.paid has not come yet: it brings the refund along
     target = batch.windows if state.counted else batch.late
-    target[(state.window_start, state.currency)].refunds += fact.amount
+    target[(state.window_start, state.currency)].refunds += added
 
 
 # -- reading -------------------------------------------------------------------------------

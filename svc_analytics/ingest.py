@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from common.consumers import claim_unhandled
 from common.db import isoformat, utcnow
 from svc_analytics import anomalies, domain
-from svc_analytics.domain import WINDOW, Batch, OrderState, Settings, Totals
+from svc_analytics.domain import WINDOW, Batch, OrderState, Settings
 from svc_analytics.models import (
     AnalyticsHandledEvent,
     AnalyticsOrder,
@@ -92,102 +92,131 @@ def _known_orders(session: Session, order_ids: set[str]) -> dict[str, OrderState
     )
     return {
         str(row.order_id): OrderState(
-            str(row.order_id), row.currency, row.window_start, row.counted, row.refunded
+            str(row.order_id),
+            row.currency,
+            row.window_start,
+            row.counted,
+            row.refunded,
+            row.placed,
         )
         for row in rows
     }
 
 
-def _add_counters(table: Table, rows: dict[tuple[datetime, str], Totals]) -> Any:
-    values = [
-        {"start": start, "currency": currency, **vars(totals)}
-        for (start, currency), totals in rows.items()
-    ]
-    statement = insert(table).values(values)
-    return statement.on_conflict_do_update(
-        index_elements=["start", "currency"],
-        set_={name: table.c[name] + statement.excluded[name] for name in COUNTERS},
-    )
+def _upsert(
+    session: Session, table: Table, keys: tuple[str, ...], changes: dict[str, Any], rows: list
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE of many rows in one statement, compiled once and
+    cached. (The RETURNING is what makes SQLAlchemy send the rows as pages of VALUES
+    lists, "insertmanyvalues"; without it psycopg2 sends one statement per row.)"""
+    if rows:
+        statement = insert(table)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={name: change(table, statement.excluded) for name, change in changes.items()},
+            ).returning(table.c[keys[0]]),
+            rows,
+        )
+
+
+def _upsert_adding(
+    session: Session, table: Table, keys: tuple[str, ...], columns: tuple[str, ...], rows: list
+) -> None:
+    """:func:`_upsert` adding ``columns`` to those of an existing row."""
+
+    def adding(name: str) -> Any:
+        return lambda table, excluded: table.c[name] + excluded[name]
+
+    _upsert(session, table, keys, {name: adding(name) for name in columns}, rows)
+
+
+def _replacing(name: str) -> Any:
+    return lambda table, excluded: excluded[name]
 
 
 def _write(session: Session, batch: Batch) -> list[Any]:
     """Writes the deltas; returns the closed windows they changed (now corrected)."""
-    corrected: list[Any] = []
-    if batch.windows:
-        table = Window.__table__
-        touched = session.execute(
-            _add_counters(table, batch.windows).returning(table.c.start, table.c.currency)
+    window_key = ("start", "currency")
+    windows = [
+        {"start": start, "currency": currency, **vars(totals)}
+        for (start, currency), totals in batch.windows.items()
+    ]
+    _upsert_adding(session, Window.__table__, window_key, COUNTERS, windows)
+    late = [
+        {"start": start, "currency": currency, **vars(totals)}
+        for (start, currency), totals in batch.late.items()
+    ]
+    _upsert_adding(session, LateTally.__table__, window_key, COUNTERS, late)
+    products = [
+        {
+            "start": start,
+            "currency": currency,
+            "product_id": product,
+            "units": units,
+            "revenue": revenue,
+        }
+        for (start, currency, product), (units, revenue) in batch.products.items()
+    ]
+    _upsert_adding(
+        session,
+        WindowProduct.__table__,
+        (*window_key, "product_id"),
+        ("units", "revenue"),
+        products,
+    )
+    countries = [
+        {
+            "start": start,
+            "currency": currency,
+            "country": country,
+            "orders": orders,
+            "revenue": revenue,
+        }
+        for (start, currency, country), (orders, revenue) in batch.countries.items()
+    ]
+    _upsert_adding(
+        session, WindowCountry.__table__, (*window_key, "country"), ("orders", "revenue"), countries
+    )
+    _upsert(
+        session,
+        Product.__table__,
+        ("product_id",),
+        {"title": _replacing("title")},
+        [{"product_id": pid, "title": title[:500]} for pid, title in batch.titles.items()],
+    )
+    changed = ("window_start", "counted", "refunded", "placed")
+    _upsert(
+        session,
+        AnalyticsOrder.__table__,
+        ("order_id",),
+        {name: _replacing(name) for name in changed},
+        [
+            {
+                "order_id": uuid.UUID(state.order_id),
+                "currency": state.currency,
+                "window_start": state.window_start,
+                "counted": state.counted,
+                "refunded": state.refunded,
+                "placed": state.placed,
+            }
+            for state in batch.orders.values()
+        ],
+    )
+    if not windows:
+        return []
+    table = Window.__table__
+    return list(
+        session.execute(
+            update(table)
+            .where(
+                table.c.closed_at.is_not(None),
+                tuple_(table.c.start, table.c.currency).in_(list(batch.windows)),
+            )
+            .values(revision=table.c.revision + 1)
+            .returning(table)
         ).all()
-        keys = [(row.start, row.currency) for row in touched]
-        corrected = list(
-            session.execute(
-                update(table)
-                .where(
-                    table.c.closed_at.is_not(None),
-                    tuple_(table.c.start, table.c.currency).in_(keys),
-                )
-                .values(revision=table.c.revision + 1)
-                .returning(table)
-            ).all()
-        )
-    if batch.late:
-        session.execute(_add_counters(LateTally.__table__, batch.late))
-    for model, rows, columns, key in (
-        (WindowProduct, batch.products, ("units", "revenue"), "product_id"),
-        (WindowCountry, batch.countries, ("orders", "revenue"), "country"),
-    ):
-        if not rows:
-            continue
-        table = model.__table__
-        statement = insert(table).values(
-            [
-                {
-                    "start": start,
-                    "currency": currency,
-                    key: name,
-                    **dict(zip(columns, figures, strict=True)),
-                }
-                for (start, currency, name), figures in rows.items()
-            ]
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["start", "currency", key],
-                set_={column: table.c[column] + statement.excluded[column] for column in columns},
-            )
-        )
-    if batch.titles:
-        statement = insert(Product).values(
-            [{"product_id": pid, "title": title[:500]} for pid, title in batch.titles.items()]
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["product_id"], set_={"title": statement.excluded.title}
-            )
-        )
-    if batch.orders:
-        statement = insert(AnalyticsOrder).values(
-            [
-                {
-                    "order_id": uuid.UUID(state.order_id),
-                    "currency": state.currency,
-                    "window_start": state.window_start,
-                    "counted": state.counted,
-                    "refunded": state.refunded,
-                }
-                for state in batch.orders.values()
-            ]
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["order_id"],
-                set_={
-                    name: statement.excluded[name]
-                    for name in ("window_start", "counted", "refunded")
-                },
-            )
-        )
-    return corrected
+    )
 
 
 def window_data(row: Any) -> dict[str, Any]:
@@ -264,10 +293,9 @@ def _fill_empty_windows(session: Session, last_start: datetime) -> None:
 
 
 def reset(session: Session) -> None:
-    """Forgets every aggregate (the backfill rebuilds them)."""
+    """Forgets every aggregate and the watermark (the backfill rebuilds them); the
+    handled event ids stay, so events handled before are still skipped."""
     session.execute(
-        text(
-            "TRUNCATE windows, late_tally, window_products, window_countries, orders, clock, "
-            "anomalies"
-        )
+        text("TRUNCATE windows, late_tally, window_products, window_countries, orders, anomalies")
     )
+    session.execute(update(Clock).values(max_event_time=None, watermark=None))

@@ -93,6 +93,8 @@ class AnalyticsOrder(Base):
     #: True: counted in its window; False: in the late tally; None: not paid yet.
     counted: Mapped[bool | None] = mapped_column(Boolean)
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Counted as a checkout (its ``order.created``).
+    placed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Clock(Base):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from common import contract
 from common.errors import InvalidParameter
 from ops import databases
-from svc_analytics import domain, ingest, reports
+from svc_analytics import backfill, domain, ingest, reports
 from svc_analytics.domain import Settings
 from tests import harness
 
@@ -206,3 +206,53 @@ def test_a_drop_against_the_same_hour_of_past_weeks_is_an_anomaly(session):
     )
     span = domain.parse_range("2026-12-07T12:00:00Z", "2026-12-07T13:00:00Z", "5m", "EUR")
     assert len(reports.anomalies(session, span)["items"]) == len(found)
+
+
+def _snapshot(session):
+    return [
+        session.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2, 3")).all()
+        for table in ("window_products", "window_countries")
+    ] + [
+        session.execute(
+            text(
+                "SELECT start, currency, orders, units, gross, refunds, checkouts FROM windows "
+                "WHERE orders > 0 OR checkouts > 0 ORDER BY 1, 2"
+            )
+        ).all()
+    ]
+
+
+def test_the_backfill_gives_the_numbers_the_live_events_gave(session):
+    history = []
+    live = []
+    refunds = []  # they come hours later: after the orders, as in life
+    for minutes in range(0, 600, 7):
+        envelope = paid(T0 + timedelta(minutes=minutes), amount=1000 + minutes)
+        order = {
+            **envelope["data"],
+            "created_at": (T0 + timedelta(minutes=minutes, seconds=-3)).isoformat(),
+            "paid_at": envelope["time"],
+        }
+        created = {**envelope, "id": str(uuid.uuid4()), "type": "order.created"}
+        created["data"] = {**order, "status": "PENDING_PAYMENT", "paid_at": None}
+        live += [created, {**envelope, "data": order}]
+        if minutes % 5 == 0:
+            refund = refunded(order["id"], T0 + timedelta(hours=12), 300)
+            refund["data"]["refunded_amount"] = 300
+            refunds.append(refund)
+            order = {**order, "payment": {"refunded_amount": 300}}
+        history.append(order)
+    live += refunds
+    for offset in range(0, len(live), 40):
+        ingest.ingest(session, live[offset : offset + 40], SETTINGS, HANDLER)
+    session.commit()
+    before = _snapshot(session)
+    pages = [history[offset : offset + 25] for offset in range(0, len(history), 25)]
+    seen = []
+    summary = backfill.backfill(session, pages, SETTINGS, seen.append)
+    assert summary["orders"] == len(history) and sum(seen) == len(history)
+    assert _snapshot(session) == before
+    # Live events of orders the backfill counted do not count again.
+    assert ingest.ingest(session, live[-30:], SETTINGS, "analytics.another")["facts"] == 30
+    session.commit()
+    assert _snapshot(session) == before

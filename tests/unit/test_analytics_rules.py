@@ -239,3 +239,43 @@ def test_the_chart_marks_anomalous_buckets():
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert svg.count('class="orders anomaly"') == 1 and svg.count("anomaly-marker") == 1
     assert "<polyline" in svg
+
+
+def test_cumulative_refunds_count_what_is_new_whatever_the_order_they_come_in():
+    batch = aggregate([paid("o1", T0)], {}, None, SETTINGS)
+
+    def refund(total: int) -> Fact:
+        return Fact("refund", T0 + timedelta(days=1), "o1", "EUR", total, cumulative=True)
+
+    later = aggregate([refund(800), refund(300), refund(800)], batch.orders, None, SETTINGS)
+    assert later.windows[(T0, "EUR")].refunds == 800
+    assert later.skipped == 2
+
+
+def test_a_checkout_counts_once_per_order():
+    checkout = Fact("checkout", T0, "o1", "EUR", 1000)
+    batch = aggregate([checkout, checkout], {}, None, SETTINGS)
+    assert batch.windows[(T0, "EUR")].checkouts == 1
+    again = aggregate([checkout], batch.orders, None, SETTINGS)
+    assert not again.windows and again.skipped == 1
+
+
+def test_an_orders_history_gives_the_facts_its_events_gave():
+    order = {
+        "id": "o1",
+        "total": {"amount": 2500, "currency": "EUR"},
+        "items": [{"product_id": "p", "quantity": 1, "line_total": {"amount": 2500}}],
+        "shipping_address": {"country": "FR"},
+        "created_at": "2026-12-07T11:59:58Z",
+        "paid_at": "2026-12-07T12:00:01Z",
+        "payment": {"refunded_amount": 1000},
+    }
+    checkout, paid_fact, refund = domain.facts_of_order(order)
+    assert (checkout.kind, window_start(checkout.time)) == ("checkout", T0 - timedelta(minutes=5))
+    assert (paid_fact.kind, window_start(paid_fact.time), paid_fact.country) == ("paid", T0, "FR")
+    assert (refund.amount, refund.cumulative) == (1000, True)
+    unpaid = domain.facts_of_order({**order, "paid_at": None})
+    assert [fact.kind for fact in unpaid] == ["checkout"]
+    # The live event gives the same moment: the order's own, not the envelope's.
+    envelope = _envelope("order.paid", order, at=T0 + timedelta(minutes=9))
+    assert fact_of(envelope).time == paid_fact.time

@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("window_start", sa.DateTime(timezone=True), nullable=True),
         sa.Column("counted", sa.Boolean(), nullable=True),
         sa.Column("refunded", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("placed", sa.Boolean(), nullable=False, server_default="false"),
     )
     op.create_table(
         "clock",
