@@ -36,6 +36,10 @@ CUSTOMER_TEMPLATES = {
     "payment.failed": "payment_failed",
     "payment.refunded": "payment_refunded",
 }
+#: Operations news: by email to the operators' address (``NOTIFY_ADMIN_EMAIL``).
+ADMIN_TEMPLATES = {
+    "analytics.anomaly.detected": "anomaly_detected",
+}
 #: What admins may subscribe webhook endpoints to ("*": all of these). Account events
 #: are not offered: they carry personal data and one-time tokens.
 WEBHOOK_EVENT_TYPES = (
@@ -48,18 +52,24 @@ WEBHOOK_EVENT_TYPES = (
     "payment.succeeded",
     "payment.failed",
     "payment.refunded",
+    "analytics.anomaly.detected",
 )
 #: Every event type svc_notify consumes, by the service that publishes it.
 CONSUMED = {
-    "auth": tuple(SECURITY_TEMPLATES),
-    "order": tuple(t for t in WEBHOOK_EVENT_TYPES if t.startswith("order.")),
-    "payment": tuple(t for t in WEBHOOK_EVENT_TYPES if t.startswith("payment.")),
+    source: tuple(t for t in (*SECURITY_TEMPLATES, *WEBHOOK_EVENT_TYPES) if t.startswith(prefix))
+    for source, prefix in (
+        ("auth", "user."),
+        ("order", "order."),
+        ("payment", "payment."),
+        ("analytics", "analytics."),
+    )
 }
 
 
 @dataclass(frozen=True)
 class Recipient:
-    user_id: str
+    #: None: not a customer (the operators' address).
+    user_id: str | None
     email: str | None
     phone: str | None
     name: str | None
@@ -73,9 +83,14 @@ class Directory(Protocol):
     def order(self, order_id: str) -> dict[str, Any] | None: ...
 
 
-def recipient_for(envelope: dict[str, Any], directory: Directory) -> Recipient | None:
-    """The customer to notify about this event, or None (nobody to tell)."""
+def recipient_for(
+    envelope: dict[str, Any], directory: Directory, admin_email: str | None = None
+) -> Recipient | None:
+    """Who to notify about this event (a customer, or the operators' ``admin_email``
+    for operations news), or None (nobody to tell)."""
     event_type, data = envelope["type"], envelope["data"]
+    if event_type in ADMIN_TEMPLATES:
+        return Recipient(None, admin_email or None, None, "Bookstore operations")
     if event_type in SECURITY_TEMPLATES:
         return Recipient(str(data["user_id"]), data.get("email"), None, data.get("name"))
     if event_type not in CUSTOMER_TEMPLATES:
@@ -112,6 +127,8 @@ def template_context(
         token_field = "reset_token" if "reset_token" in data else "verification_token"
         expiry_field = "reset_expires_at" if "reset_token" in data else "verification_expires_at"
         context |= {"token": data.get(token_field), "expires_at": data.get(expiry_field)}
+    elif envelope["type"] in ADMIN_TEMPLATES:
+        context |= {"anomaly": data, "preferences_url": None}  # not a customer's choice
     elif envelope["type"].startswith("payment."):
         context["payment"] = data
     else:
@@ -171,6 +188,8 @@ def _notifications(
         if not data.get("verification_token") and not data.get("reset_token"):
             return []  # an account an operator created: nothing to confirm
         template, channels = SECURITY_TEMPLATES[event_type], {"email"}
+    elif event_type in ADMIN_TEMPLATES:
+        template, channels = ADMIN_TEMPLATES[event_type], {"email"}
     else:
         if event_type == "order.cancelled" and data.get("cancel_reason") == "payment_declined":
             return []  # payment.failed tells the customer, with the reason
@@ -189,7 +208,7 @@ def _notifications(
             _delivery(
                 envelope,
                 channel,
-                user_id=uuid.UUID(recipient.user_id),
+                user_id=uuid.UUID(recipient.user_id) if recipient.user_id else None,
                 recipient=address,
                 template=template,
                 content={"context": context},

@@ -81,8 +81,12 @@ class NotifyService(deadletters.DeadLetterAdmin):
     @_consumes
     def on_event(self, envelope: dict[str, Any]) -> None:
         """Records the notifications and webhook calls an event causes, once."""
-        recipient = notifications.recipient_for(envelope, RpcDirectory(self.auth, self.order))
         config = self.dispatcher.config
+        recipient = notifications.recipient_for(
+            envelope,
+            RpcDirectory(self.auth, self.order),
+            admin_email=str(config.get("NOTIFY_ADMIN_EMAIL") or ""),
+        )
         with self.db.get_session() as session:
             handled, _ = handle_once(
                 session,

@@ -19,6 +19,12 @@ from svc_notify.channels import (
     verify_signature,
 )
 from svc_notify.dispatch import RetryPolicy
+from svc_notify.notifications import (
+    CONSUMED,
+    WEBHOOK_EVENT_TYPES,
+    recipient_for,
+    template_context,
+)
 from svc_notify.rendering import Renderer, format_money
 
 
@@ -140,3 +146,27 @@ def test_loopback_receivers_are_allowed_only_when_asked_and_nothing_else_with_th
     assert "127.0.0.1" in WebhookPoster(timeout=1, session=None).refusal("http://127.0.0.1:9/")
     assert loopback_webhooks_allowed({"NOTIFY_WEBHOOK_ALLOW_LOOPBACK": "true"})
     assert not loopback_webhooks_allowed({})
+
+
+def test_an_anomaly_is_an_email_to_the_operators_and_a_webhook_type():
+    anomaly = {
+        "window_start": "2026-12-07T12:00:00Z",
+        "window_end": "2026-12-07T12:05:00Z",
+        "currency": "EUR",
+        "metric": "orders",
+        "value": 2.0,
+        "baseline": 20.0,
+        "score": -8.1,
+        "direction": "drop",
+    }
+    envelope = {"id": "x", "type": "analytics.anomaly.detected", "data": anomaly}
+    recipient = recipient_for(envelope, directory=None, admin_email="ops@example.com")
+    assert (recipient.user_id, recipient.email) == (None, "ops@example.com")
+    assert recipient_for(envelope, directory=None).email is None  # skipped, and audited
+    context = template_context(envelope, recipient, "https://shop.example")
+    mail = Renderer().email("anomaly_detected", context)
+    assert mail["subject"] == "Anomaly: orders drop at 2026-12-07T12:00:00Z (EUR)"
+    assert "was 2 where 20 is usual" in mail["text"]
+    assert "choose which messages" not in mail["html"]
+    assert "analytics.anomaly.detected" in WEBHOOK_EVENT_TYPES
+    assert CONSUMED["analytics"] == ("analytics.anomaly.detected",)
