@@ -252,6 +252,7 @@ def bench_queries(url: str, days: int, queries: int) -> list[dict]:
                     (begin + timedelta(days=length)).isoformat(),
                     granularity,
                     "EUR",
+                    series=name.startswith("sales"),
                 )
                 started = time.perf_counter()
                 ask(session, span)

@@ -358,10 +358,16 @@ class Range:
 
 
 def parse_range(
-    start: str | None, end: str | None, granularity: str | None, currency: str | None
+    start: str | None,
+    end: str | None,
+    granularity: str | None,
+    currency: str | None,
+    *,
+    series: bool = True,
 ) -> Range:
     """A report's range, checked: ``InvalidParameter`` (400) for anything unusable.
-    ``start`` is rounded down and ``end`` up to whole buckets."""
+    ``start`` is rounded down and ``end`` up to whole buckets. ``series``: the report
+    has a row per bucket, so their number is bounded (a ranking or a total is not)."""
     granularity = granularity or "1h"
     if granularity not in GRANULARITIES:
         raise InvalidParameter(
@@ -385,7 +391,7 @@ def parse_range(
     finish = EPOCH - (EPOCH - moments["end"]) // step * step
     if finish <= begin:
         raise InvalidParameter("end must be after start.", {"parameter": "end"})
-    if (finish - begin) / step > MAX_BUCKETS:
+    if series and (finish - begin) / step > MAX_BUCKETS:
         raise InvalidParameter(
             f"the range holds more than {MAX_BUCKETS} buckets of {granularity}: "
             "narrow it or choose a coarser granularity.",

@@ -74,25 +74,25 @@ class AnalyticsService(deadletters.DeadLetterAdmin):
     def top_products(
         self, start: str, end: str, currency: str | None = None, limit: int | None = None
     ) -> dict[str, Any]:
-        span = domain.parse_range(start, end, "5m", currency)
+        span = domain.parse_range(start, end, "5m", currency, series=False)
         with self.db.get_session() as session:
             return reports.top_products(session, span, limit)
 
     @rpc(expected_exceptions=BookstoreError)
     def regions(self, start: str, end: str, currency: str | None = None) -> dict[str, Any]:
-        span = domain.parse_range(start, end, "5m", currency)
+        span = domain.parse_range(start, end, "5m", currency, series=False)
         with self.db.get_session() as session:
             return reports.regions(session, span)
 
     @rpc(expected_exceptions=BookstoreError)
     def peak_hours(self, start: str, end: str, currency: str | None = None) -> dict[str, Any]:
-        span = domain.parse_range(start, end, "1h", currency)
+        span = domain.parse_range(start, end, "1h", currency, series=False)
         with self.db.get_session() as session:
             return reports.peak_hours(session, span)
 
     @rpc(expected_exceptions=BookstoreError)
     def anomalies(self, start: str, end: str, currency: str | None = None) -> dict[str, Any]:
-        span = domain.parse_range(start, end, "5m", currency)
+        span = domain.parse_range(start, end, "5m", currency, series=False)
         with self.db.get_session() as session:
             return reports.anomalies(session, span)
 

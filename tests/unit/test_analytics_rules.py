@@ -182,6 +182,11 @@ def test_ranges_are_checked_and_rounded_to_whole_buckets():
         assert raised.value.extensions == {"parameter": parameter}
 
 
+def test_rankings_and_totals_may_span_more_buckets_than_a_series():
+    span = parse_range("2026-01-01T00:00:00Z", "2026-12-01T00:00:00Z", "5m", "EUR", series=False)
+    assert span.end - span.start == timedelta(days=334)
+
+
 def test_derived_figures():
     figures = domain.figures({"orders": 3, "units": 5, "gross": 1001, "refunds": 1, "checkouts": 4})
     assert figures["net"] == 1000
