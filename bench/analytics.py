@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import time
@@ -297,6 +298,8 @@ def main() -> None:
             {
                 "when": stamp,
                 "arguments": vars(args),
+                # The machine is shared: what else ran colours every figure.
+                "load_average_1m": round(os.getloadavg()[0], 1),
                 "ingest": ingested,
                 "queries": queried,
             },
