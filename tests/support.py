@@ -214,3 +214,19 @@ def nameko_shell(
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout + completed.stderr
+
+
+def bookstore_cli(
+    platform: Platform, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Runs ``bookstore <args>`` (ops/cli.py) against the test platform, as an operator
+    would; the caller checks the exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        env={**os.environ, **platform.env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -8,19 +8,15 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.config import REPO_ROOT
 from common.db import isoformat
 from common.events import EnvelopePublisher
 from tests.e2e.test_checkout import checkout, fill, shopper, stocked_book
-from tests.support import assert_problem, eventually, outbox_events
+from tests.support import assert_problem, bookstore_cli, eventually, outbox_events
 
 SALES = "/admin/analytics/sales"
 
@@ -183,15 +179,7 @@ def test_a_refund_corrects_its_orders_window_and_the_backfill_gives_the_live_num
     assert before["totals"]["net"] == gross - 700
     regions = api.get("/admin/analytics/regions", params=_range(), token=api.admin).json()
     top = api.get("/admin/analytics/top-products", params=_range(), token=api.admin).json()
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "analytics-backfill"],
-        env={**os.environ, **api.platform.env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    rebuilt = bookstore_cli(api.platform, "analytics-backfill")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert "rebuilt from 3 orders" in rebuilt.stdout
     assert "orders/s" in rebuilt.stderr or "3orders" in rebuilt.stderr.replace(" ", "")
