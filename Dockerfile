@@ -35,6 +35,7 @@ COPY svc_payment ./svc_payment
 COPY svc_search ./svc_search
 COPY svc_notify ./svc_notify
 COPY svc_bridge ./svc_bridge
+COPY svc_analytics ./svc_analytics
 RUN pip install --no-deps --no-build-isolation -e . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin bookstore
 

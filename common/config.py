@@ -37,6 +37,7 @@ SERVICE_PACKAGES: dict[str, str] = {
     "search": "svc_search",
     "notify": "svc_notify",
     "bridge": "svc_bridge",
+    "analytics": "svc_analytics",
 }
 
 #: ``production`` where real customers and money are: settings that are only safe for

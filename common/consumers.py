@@ -273,6 +273,38 @@ def handle_once(
     return True, effect()
 
 
+def claim_unhandled(
+    session: Session,
+    model: type[HandledEvent],
+    envelopes: Sequence[dict[str, Any]],
+    handler: str,
+) -> list[dict[str, Any]]:
+    """:func:`handle_once` for a batch: claims every envelope id in one INSERT and
+    returns the envelopes not handled before (the first of any repeated id), in order.
+    The claims commit or roll back with the caller's transaction."""
+    ids: dict[uuid.UUID, dict[str, Any]] = {}
+    for envelope in envelopes:
+        try:
+            event_id = uuid.UUID(str(envelope["id"]))
+        except (KeyError, ValueError):
+            raise PoisonMessage(f"the envelope id {envelope.get('id')!r} is not a UUID") from None
+        ids.setdefault(event_id, envelope)
+    if not ids:
+        return []
+    # One statement sent as an executemany (compiled once and cached, whatever the
+    # batch's size), returning the ids it inserted.
+    table = model.__table__
+    claimed = set(
+        session.execute(
+            insert(table).on_conflict_do_nothing().returning(table.c.event_id),
+            [{"event_id": event_id, "handler": handler} for event_id in ids],
+        ).scalars()
+    )
+    if len(claimed) < len(ids):
+        log.info("%s skipped %d event(s): already handled", handler, len(ids) - len(claimed))
+    return [envelope for event_id, envelope in ids.items() if event_id in claimed]
+
+
 #: Redeliveries come within minutes; replays from a parking queue within days.
 HANDLED_EVENT_RETENTION = timedelta(days=30)
 

@@ -19,7 +19,7 @@ from common.schemas import SPEC_PATH
 from gateway import calls, openapi31, operational, problems, ratelimit, security
 from gateway.amqp_rpc import AsyncRpcClient
 from gateway.audit import TokenRefusalReporter
-from gateway.handlers import admin, auth, catalog, notify, orders, search, webhooks
+from gateway.handlers import admin, analytics, auth, catalog, notify, orders, search, webhooks
 from gateway.metrics import MetricsMiddleware, forget_this_process
 from gateway.middleware import (
     BodySizeLimitMiddleware,
@@ -31,7 +31,7 @@ from gateway.read_cache import EventSubscription, ReadCache, ReadCacheMiddleware
 from gateway.revocations import RevocationList
 from gateway.settings import API_BASE_PATH, Settings
 
-HANDLER_MODULES = (admin, auth, catalog, notify, orders, search, webhooks)
+HANDLER_MODULES = (admin, analytics, auth, catalog, notify, orders, search, webhooks)
 #: How long a worker's startup waits for the token keys and revocations (then it serves
 #: anyway, and /ready says what is missing).
 STARTUP_WAIT_SECONDS = 15.0

@@ -409,6 +409,53 @@ def images_orphans(args: argparse.Namespace) -> int:
     return 0
 
 
+def analytics_backfill(args: argparse.Namespace) -> int:
+    """Rebuilds the analytics aggregates from the order history (over RPC: the orders
+    are the order service's), with a progress bar; gives the numbers the live events gave."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+    from tqdm import tqdm
+
+    from common.config import service_config
+    from common.pagination import MAX_LIMIT
+    from common.rpc import call_with_timeout
+    from svc_analytics.backfill import backfill, order_pages
+    from svc_analytics.settings import Settings
+
+    config = service_config("analytics")
+    with (
+        ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"]}, timeout=args.timeout) as rpc,
+        _session("analytics") as session,
+        tqdm(unit="orders", desc="orders", disable=args.quiet) as bar,
+    ):
+        pages = order_pages(
+            lambda cursor: call_with_timeout(
+                rpc.order.list_orders, cursor=cursor, limit=MAX_LIMIT, timeout=args.timeout
+            )
+        )
+        summary = backfill(session, pages, Settings.load().windows(), bar.update)
+    print(
+        f"analytics: rebuilt from {summary['orders']} orders ({summary['facts']} facts) in "
+        f"{summary['seconds']}s; {summary['windows_closed']} windows closed"
+    )
+    return 0
+
+
+def analytics_evaluate(args: argparse.Namespace) -> int:
+    """Injects drops and spikes into a generated order history and reports how many the
+    anomaly detector finds (precision, recall)."""
+    from svc_analytics.anomalies import evaluate
+
+    report = evaluate(weeks=args.weeks, peak=args.peak, injections=args.injections, seed=args.seed)
+    print(
+        f"{report['windows_scored']} windows scored, {report['injected']} anomalies injected, "
+        f"{report['flagged']} flagged, {report['true_positives']} of them injected"
+    )
+    print(f"precision {report['precision']:.3f}  recall {report['recall']:.3f}")
+    for kind, counts in report["by_kind"].items():
+        print(f"  {kind}s: {counts['found']} of {counts['injected']} found")
+    return 0
+
+
 def recommend_evaluate(args: argparse.Namespace) -> int:
     """Leave-last-out HR@10 and NDCG@10 of the recommender against popularity, on a
     generated data set and on the shop's own purchases."""
@@ -560,6 +607,24 @@ def parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--delete", action="store_true", help="delete them, too")
     command.set_defaults(handler=images_orphans)
+
+    command = commands.add_parser(
+        "analytics-backfill",
+        help="rebuild the analytics aggregates from the order history (progress bar)",
+    )
+    command.add_argument("--timeout", type=float, default=30.0, help="seconds per order call")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+    command.set_defaults(handler=analytics_backfill)
+
+    command = commands.add_parser(
+        "analytics-evaluate",
+        help="precision and recall of the anomaly detector on a generated history",
+    )
+    command.add_argument("--weeks", type=int, default=10, help="weeks of generated history")
+    command.add_argument("--peak", type=float, default=40.0, help="orders per 5 min at peak")
+    command.add_argument("--injections", type=int, default=60, help="drops and spikes")
+    command.add_argument("--seed", type=int, default=17)
+    command.set_defaults(handler=analytics_evaluate)
 
     command = commands.add_parser(
         "recommend-evaluate",

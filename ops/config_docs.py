@@ -71,7 +71,9 @@ def settings_variables() -> Iterator[Variable]:
     }
     for reader, cls in owners().items():
         for name, info in cls.model_fields.items():
-            if name in per_service:
+            # A service that declares a shared field again (its own default) gets a row.
+            overridden = name in vars(cls).get("__annotations__", {})
+            if name in per_service and not overridden:
                 base = ServiceSettings.model_fields[name]
                 row, default = f"<SERVICE>_{name.upper()}", _default(base)
             else:

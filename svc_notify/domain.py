@@ -26,6 +26,10 @@ CUSTOMER_TEMPLATES = {
     "payment.failed": "payment_failed",
     "payment.refunded": "payment_refunded",
 }
+#: Operations news: by email to the operators' address (``NOTIFY_ADMIN_EMAIL``).
+ADMIN_TEMPLATES = {
+    "analytics.anomaly.detected": "anomaly_detected",
+}
 #: What admins may subscribe webhook endpoints to ("*": all of these). Account events
 #: are not offered: they carry personal data and one-time tokens.
 WEBHOOK_EVENT_TYPES = (
@@ -38,18 +42,24 @@ WEBHOOK_EVENT_TYPES = (
     "payment.succeeded",
     "payment.failed",
     "payment.refunded",
+    "analytics.anomaly.detected",
 )
 #: Every event type svc_notify consumes, by the service that publishes it.
 CONSUMED = {
-    "auth": tuple(SECURITY_TEMPLATES),
-    "order": tuple(t for t in WEBHOOK_EVENT_TYPES if t.startswith("order.")),
-    "payment": tuple(t for t in WEBHOOK_EVENT_TYPES if t.startswith("payment.")),
+    source: tuple(t for t in (*SECURITY_TEMPLATES, *WEBHOOK_EVENT_TYPES) if t.startswith(prefix))
+    for source, prefix in (
+        ("auth", "user."),
+        ("order", "order."),
+        ("payment", "payment."),
+        ("analytics", "analytics."),
+    )
 }
 
 
 @dataclass(frozen=True)
 class Recipient:
-    user_id: str
+    #: None: not a customer (the operators' address).
+    user_id: str | None
     email: str | None
     phone: str | None
     name: str | None
@@ -63,12 +73,17 @@ class Directory(Protocol):
     def order(self, order_id: str) -> dict[str, Any] | None: ...
 
 
-def recipient_for(envelope: dict[str, Any], directory: Directory) -> Recipient | None:
-    """The customer to notify about this event, or None (nobody to tell)."""
+def recipient_for(
+    envelope: dict[str, Any], directory: Directory | None, admin_email: str | None = None
+) -> Recipient | None:
+    """Who to notify about this event (a customer, or the operators' ``admin_email``
+    for operations news), or None (nobody to tell)."""
     event_type, data = envelope["type"], envelope["data"]
+    if event_type in ADMIN_TEMPLATES:
+        return Recipient(None, admin_email or None, None, "Bookstore operations")
     if event_type in SECURITY_TEMPLATES:
         return Recipient(str(data["user_id"]), data.get("email"), None, data.get("name"))
-    if event_type not in CUSTOMER_TEMPLATES:
+    if event_type not in CUSTOMER_TEMPLATES or directory is None:
         return None
     if event_type.startswith("payment."):
         order = directory.order(str(data["order_id"]))
@@ -102,6 +117,8 @@ def template_context(
         token_field = "reset_token" if "reset_token" in data else "verification_token"
         expiry_field = "reset_expires_at" if "reset_token" in data else "verification_expires_at"
         context |= {"token": data.get(token_field), "expires_at": data.get(expiry_field)}
+    elif envelope["type"] in ADMIN_TEMPLATES:
+        context |= {"anomaly": data, "preferences_url": None}  # not a customer's choice
     elif envelope["type"].startswith("payment."):
         context["payment"] = data
     else:
@@ -122,6 +139,8 @@ def notification_for(
         if not data.get("verification_token") and not data.get("reset_token"):
             return None  # an account an operator created: nothing to confirm
         return SECURITY_TEMPLATES[event_type], {"email"}
+    if event_type in ADMIN_TEMPLATES:
+        return ADMIN_TEMPLATES[event_type], {"email"}
     if event_type == "order.cancelled" and data.get("cancel_reason") == "payment_declined":
         return None  # payment.failed tells the customer, with the reason
     template = CUSTOMER_TEMPLATES[event_type]

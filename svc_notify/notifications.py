@@ -92,7 +92,7 @@ def _notifications(
             _delivery(
                 envelope,
                 channel,
-                user_id=uuid.UUID(recipient.user_id),
+                user_id=uuid.UUID(recipient.user_id) if recipient.user_id else None,
                 recipient=address,
                 template=template,
                 content={"context": context},

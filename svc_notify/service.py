@@ -107,7 +107,11 @@ class NotifyService(deadletters.DeadLetterAdmin):
     @_consumes
     def on_event(self, envelope: dict[str, Any]) -> None:
         """Records the notifications and webhook calls an event causes, once."""
-        recipient = domain.recipient_for(envelope, RpcDirectory(self.auth, self.order))
+        recipient = domain.recipient_for(
+            envelope,
+            RpcDirectory(self.auth, self.order),
+            admin_email=Settings.current().admin_email,
+        )
         with self.db.get_session() as session:
             handled, deliveries = handle_once(
                 session,

@@ -18,6 +18,13 @@ class Settings(ServiceSettings, AwsSettings):
     email_from: str = Field(
         "Bookstore <no-reply@bookstore.example>", description="the sender of every email"
     )
+    admin_email: str = Field(
+        "",
+        description=(
+            "where operations news goes (analytics anomalies); empty: such emails are "
+            "skipped, and audited as skipped"
+        ),
+    )
     smtp_host: str = Field(
         "127.0.0.1",
         description="`bin/run` starts a mail catcher and sets host and port when both are unset",

@@ -518,3 +518,19 @@ def add_image(api, product_id: str, body: bytes, content_type: str = "image/png"
     response = confirm(api, product_id, form["key"])
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def bookstore_cli(
+    platform: Platform, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Runs ``bookstore <args>`` (ops/cli.py) against the test platform, as an operator
+    would; the caller checks the exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        env={**os.environ, **platform.env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

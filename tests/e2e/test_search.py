@@ -4,19 +4,15 @@ nonsense with 400s and never answers bad text with a 500."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from common.config import REPO_ROOT
 from svc_search.backends import postgres
 from svc_search.query import parse_search
-from tests.support import assert_problem, eventually
+from tests.support import assert_problem, bookstore_cli, eventually
 
 
 def search(api, **params):
@@ -263,15 +259,7 @@ def test_the_index_can_be_rebuilt_while_it_is_queried(api):
     searcher = threading.Thread(target=keep_searching)
     searcher.start()
     try:
-        rebuilt = subprocess.run(
-            [sys.executable, "-m", "ops.cli", "search-rebuild", "--page-size", "7"],
-            env={**os.environ, **api.platform.env},
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        rebuilt = bookstore_cli(api.platform, "search-rebuild", "--page-size", "7")
     finally:
         stop.set()
         searcher.join()

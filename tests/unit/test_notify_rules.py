@@ -17,6 +17,8 @@ from svc_notify.channels import (
     verify_signature,
 )
 from svc_notify.domain import (
+    CONSUMED,
+    WEBHOOK_EVENT_TYPES,
     Recipient,
     RetryPolicy,
     notification_for,
@@ -196,3 +198,31 @@ def test_order_events_name_their_customer_and_payment_events_ask_the_order():
     assert recipient_for(failed, Directory()) == Recipient("u2", "lin@example.com", "+100", "Lin")
     assert recipient_for(_event("payment.failed", order_id="gone"), Directory()) is None
     assert recipient_for(_event("product.created"), Directory()) is None
+
+
+def test_an_anomaly_is_an_email_to_the_operators_and_a_webhook_type():
+    anomaly = {
+        "window_start": "2026-12-07T12:00:00Z",
+        "window_end": "2026-12-07T12:05:00Z",
+        "currency": "EUR",
+        "metric": "orders",
+        "value": 2.0,
+        "baseline": 20.0,
+        "score": -8.1,
+        "direction": "drop",
+    }
+    envelope = {"id": "x", "type": "analytics.anomaly.detected", "data": anomaly}
+    recipient = recipient_for(envelope, directory=None, admin_email="ops@example.com")
+    assert (recipient.user_id, recipient.email) == (None, "ops@example.com")
+    assert recipient_for(envelope, directory=None).email is None  # skipped, and audited
+    assert notification_for(envelope, lambda: pytest.fail("not a customer's choice"), set()) == (
+        "anomaly_detected",
+        {"email"},
+    )
+    context = template_context(envelope, recipient, "https://shop.example")
+    mail = Renderer().email("anomaly_detected", context)
+    assert mail["subject"] == "Anomaly: orders drop at 2026-12-07T12:00:00Z (EUR)"
+    assert "was 2 where 20 is usual" in mail["text"]
+    assert "choose which messages" not in mail["html"]
+    assert "analytics.anomaly.detected" in WEBHOOK_EVENT_TYPES
+    assert CONSUMED["analytics"] == ("analytics.anomaly.detected",)
