@@ -29,6 +29,8 @@ PACKAGE_NAME = "bookstore_api_client"
 META = "uv"
 #: Hand-written modules added to the generated package.
 OVERLAY = Path(__file__).parent / "sdk_overlay"
+#: The generator's own settings (content types it does not know, read as bytes).
+GENERATOR_CONFIG = Path(__file__).parent / "sdk_config.yaml"
 
 
 class SdkGenerationFailed(Exception):
@@ -53,6 +55,8 @@ def generate_sdk(output: Path, *, overwrite: bool = False, spec: Path = SPEC_PAT
         str(output),
         "--meta",
         META,
+        "--config",
+        str(GENERATOR_CONFIG),
         "--fail-on-warning",
     ]
     if overwrite:

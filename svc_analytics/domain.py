@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common.errors import InvalidParameter
+from common.money import MINOR_UNIT_DIGITS
 
 WINDOW = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -345,6 +346,14 @@ class Range:
         return GRANULARITIES[self.granularity]
 
 
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    return EPOCH + (moment - EPOCH) // step * step
+
+
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    return EPOCH - (EPOCH - moment) // step * step
+
+
 def parse_range(
     start: str | None,
     end: str | None,
@@ -362,7 +371,7 @@ def parse_range(
             f"granularity must be one of {', '.join(GRANULARITIES)}.",
             {"parameter": "granularity"},
         )
-    if not currency or not CURRENCY.fullmatch(currency):
+    if not currency or currency not in MINOR_UNIT_DIGITS:
         raise InvalidParameter(
             "currency must be an ISO 4217 code such as EUR.", {"parameter": "currency"}
         )
@@ -370,13 +379,21 @@ def parse_range(
     for name, raw in (("start", start), ("end", end)):
         try:
             moments[name] = parse_time(str(raw))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise InvalidParameter(
-                f"{name} must be an ISO 8601 date-time.", {"parameter": name}
+                f"{name} must be an ISO 8601 date-time between the years 1 and 9999.",
+                {"parameter": name},
             ) from None
     step = GRANULARITIES[granularity]
-    begin = EPOCH + (moments["start"] - EPOCH) // step * step
-    finish = EPOCH - (EPOCH - moments["end"]) // step * step
+    rounded = {}
+    for name, rounding in (("start", _floor), ("end", _ceil)):
+        try:  # to whole buckets, which may leave the calendar (years 1 to 9999)
+            rounded[name] = rounding(moments[name], step)
+        except OverflowError:
+            raise InvalidParameter(
+                f"{name} must be between the years 1 and 9999.", {"parameter": name}
+            ) from None
+    begin, finish = rounded["start"], rounded["end"]
     if finish <= begin:
         raise InvalidParameter("end must be after start.", {"parameter": "end"})
     if series and (finish - begin) / step > MAX_BUCKETS:

@@ -175,6 +175,11 @@ def test_ranges_are_checked_and_rounded_to_whole_buckets():
         ("2026-12-07T10:00:00Z", "2026-12-08T09:00:00Z", "7m", "EUR", "granularity"),
         ("2026-12-07T10:00:00Z", "2026-12-08T09:00:00Z", "1h", "eur", "currency"),
         ("2020-01-01T00:00:00Z", "2026-12-08T09:00:00Z", "5m", "EUR", "granularity"),
+        # Not a currency, though shaped like one (the fuzzer's AAA).
+        ("2026-12-07T10:00:00Z", "2026-12-08T09:00:00Z", "1h", "AAA", "currency"),
+        # Before year 1 once in UTC, and past year 9999 once rounded up to a whole day.
+        ("0001-01-01T00:10:00+01:29", "2000-01-01T00:05:06Z", "1h", "EUR", "start"),
+        ("2026-12-07T10:00:00Z", "9999-12-31T23:59:00Z", "1d", "EUR", "end"),
     ]
     for start, end, granularity, currency, parameter in bad:
         with pytest.raises(InvalidParameter) as raised:
