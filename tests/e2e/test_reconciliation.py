@@ -277,31 +277,36 @@ def test_notify_forgets_an_account_whose_deletion_it_never_heard_of(api):
     assert _cli(platform, "notify-recipients", "--check").returncode == 0
 
 
-def _sales_totals(api) -> dict:
+def _analytics(api, report: str, **params: str) -> dict:
     now = datetime.now(UTC)
     response = api.get(
-        "/admin/analytics/sales",
+        f"/admin/analytics/{report}",
         params={
             "start": isoformat(now - timedelta(hours=6)),
             "end": isoformat(now + timedelta(hours=1)),
             "currency": "EUR",
-            "granularity": "1h",
+            **params,
         },
         token=api.admin,
     )
     assert response.status_code == 200, response.text
-    return response.json()["totals"]
+    return response.json()
+
+
+def _sales_totals(api) -> dict:
+    return _analytics(api, "sales", granularity="1h")["totals"]
 
 
 def test_analytics_windows_count_again_what_lost_events_missed(api):
     platform = api.platform
-    (_, _, lost), (_, _, unrefunded), (_, _, kept) = (
+    (lost_book, _, lost), (_, _, unrefunded), (_, _, kept) = (
         paid_order(api, amount=amount) for amount in (1100, 1300, 1700)
     )
     assert refund(api, unrefunded["id"], amount=500).json()["payment"]["refunded_amount"] == 500
     orders = (lost, unrefunded, kept)
     paid = {
         "orders": 3,
+        "units": 3,
         "gross": sum(order["total"]["amount"] for order in orders),
         "refunds": 500,
         "checkouts": 3,
@@ -315,15 +320,34 @@ def test_analytics_windows_count_again_what_lost_events_missed(api):
     eventually(counted)
     with platform.rpc(timeout=60) as rpc:
         assert rpc.analytics.reconcile_windows(repair=False)["in_sync"] is True
+    rankings = {report: _analytics(api, report) for report in ("top-products", "regions")}
     # As if the lost order's order.paid never came (only its checkout counted), and the
     # other order's payment.refunded neither: its record and its window without them.
+    window = "start = (SELECT window_start FROM orders WHERE order_id = :id) AND currency = 'EUR'"
+    amount = lost["total"]["amount"]
     _execute(
         platform,
         "analytics",
         "UPDATE windows SET orders = orders - 1, units = units - 1, gross = gross - :amount "
-        "WHERE start = (SELECT window_start FROM orders WHERE order_id = :id)",
+        f"WHERE {window}",
         id=lost["id"],
-        amount=lost["total"]["amount"],
+        amount=amount,
+    )
+    _execute(
+        platform,
+        "analytics",
+        f"DELETE FROM window_products WHERE product_id = :book AND {window}",
+        id=lost["id"],
+        book=lost_book["id"],
+    )
+    _execute(
+        platform,
+        "analytics",
+        "UPDATE window_countries SET orders = orders - 1, revenue = revenue - :amount "
+        f"WHERE country = upper(:country) AND {window}",
+        id=lost["id"],
+        amount=amount,
+        country=lost["shipping_address"]["country"],
     )
     _execute(
         platform,
@@ -334,8 +358,7 @@ def test_analytics_windows_count_again_what_lost_events_missed(api):
     _execute(
         platform,
         "analytics",
-        "UPDATE windows SET refunds = refunds - 500 "
-        "WHERE start = (SELECT window_start FROM orders WHERE order_id = :id)",
+        f"UPDATE windows SET refunds = refunds - 500 WHERE {window}",
         id=unrefunded["id"],
     )
     _execute(
@@ -364,6 +387,7 @@ def test_analytics_windows_count_again_what_lost_events_missed(api):
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "2 repaired" in repaired.stdout
     assert {name: value for name, value in _sales_totals(api).items() if name in paid} == paid
+    assert {report: _analytics(api, report) for report in rankings} == rankings
     assert _cli(platform, "analytics-windows", "--check").returncode == 0
     with platform.engine("analytics").connect() as connection:
         closed = connection.scalar(
