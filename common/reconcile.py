@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
@@ -135,6 +135,35 @@ def compare(
     for bucket in drift.buckets_differing:
         drift.add(source_versions(bucket), copy_versions(bucket), ordered=ordered)
     return drift
+
+
+class Source(Protocol):
+    """A source's side, wherever it is (another service, over RPC)."""
+
+    def digest(self) -> Digest: ...
+
+    def versions(self, bucket: str) -> dict[str, Any]: ...
+
+
+def compare_with_table(
+    session: Session,
+    source: Source,
+    table: str,
+    id_column: str,
+    version_column: str,
+    where: str = "true",
+    *,
+    ordered: bool = True,
+) -> Drift:
+    """:func:`compare` of ``source`` with a copy that is ``table``'s rows matching
+    ``where`` in ``session``."""
+    return compare(
+        source.digest(),
+        digest(session, table, id_column, version_column, where),
+        source.versions,
+        lambda bucket: versions(session, table, id_column, version_column, where, bucket),
+        ordered=ordered,
+    )
 
 
 def settle(copy: str, drift: Drift, repair: Callable[[Drift], int] | None) -> dict[str, Any]:

@@ -341,6 +341,7 @@ RECONCILED_COPIES = {
     "search-index": ("search", "reconcile_index"),
     "recommendation-inputs": ("search", "reconcile_purchases"),
     "notify-recipients": ("notify", "reconcile_recipients"),
+    "analytics-windows": ("analytics", "reconcile_windows"),
 }
 
 

@@ -57,7 +57,7 @@ def apply_facts(
     session: Session, facts: list[domain.Fact], settings: Settings, *, replay: bool = False
 ) -> dict[str, int]:
     clock = lock_clock(session)
-    known = _known_orders(session, {fact.order_id for fact in facts})
+    known = known_orders(session, {fact.order_id for fact in facts})
     batch = domain.aggregate(facts, known, clock.watermark, settings, replay=replay)
     corrected = _write(session, batch)
     if batch.max_event_time and (
@@ -82,7 +82,7 @@ def lock_clock(session: Session) -> Clock:
     return session.scalars(select(Clock).where(Clock.id == 1).with_for_update()).one()
 
 
-def _known_orders(session: Session, order_ids: set[str]) -> dict[str, OrderState]:
+def known_orders(session: Session, order_ids: set[str]) -> dict[str, OrderState]:
     if not order_ids:
         return {}
     rows = session.scalars(

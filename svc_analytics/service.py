@@ -4,23 +4,49 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common import deadletters
+from common import reconcile as common_reconcile
 from common.consumers import purge_handled, reliable_event_handler
 from common.context import CallContextProvider
 from common.db import check_database, database, utcnow
 from common.errors import BookstoreError
 from common.events import OutboxRelay
 from common.metrics import ServiceMetrics
-from common.rpc import rpc
-from svc_analytics import chart, domain, ingest, reports
+from common.rpc import call_with_timeout, rpc
+from svc_analytics import chart, domain, ingest, reconcile, reports
 from svc_analytics.models import AnalyticsHandledEvent, AnalyticsOutboxMessage, Base
 from svc_analytics.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Seconds per call to the order service while reconciling (a digest scans every order).
+ORDER_CALL_TIMEOUT = 30.0
+#: pg advisory lock held by the instance reconciling the windows.
+LOCK_KEY = 0xA7A1_0143
+
+
+class RpcOrderFeed:
+    """The order service's paid orders by id range, over RPC (svc_analytics/reconcile.py)."""
+
+    def __init__(self, order: Any) -> None:
+        self._order = order
+
+    def digest(self) -> dict[str, Any]:
+        return call_with_timeout(self._order.paid_order_digest, timeout=ORDER_CALL_TIMEOUT)
+
+    def versions(self, bucket: str) -> dict[str, str]:
+        return call_with_timeout(
+            self._order.paid_order_fingerprints, bucket, timeout=ORDER_CALL_TIMEOUT
+        )
+
+    def orders(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        return call_with_timeout(self._order.export_orders, order_ids, timeout=ORDER_CALL_TIMEOUT)
 
 
 class AnalyticsService(deadletters.DeadLetterAdmin):
@@ -30,6 +56,9 @@ class AnalyticsService(deadletters.DeadLetterAdmin):
     call_context = CallContextProvider()
     metrics = ServiceMetrics()
     outbox_relay = OutboxRelay(Base, AnalyticsOutboxMessage)
+    order = RpcProxy("order")
+    #: When this instance last reconciled (a dict: nameko makes a new instance per worker).
+    _last_reconciled: dict[str, float] = {}
 
     def _settings(self) -> domain.Settings:
         return Settings.current().windows()
@@ -115,6 +144,18 @@ class AnalyticsService(deadletters.DeadLetterAdmin):
             session.commit()
             return {"closed": len(closed), **reports.status(session)}
 
+    @rpc(expected_exceptions=BookstoreError)
+    def reconcile_windows(self, repair: bool = True) -> dict[str, Any]:
+        """Compares what analytics counted of each order with the order service's paid
+        orders and (``repair``) counts what it missed, as the live events would have."""
+        with self.db.get_session() as session:
+            return self._reconcile_windows(session, repair=repair)
+
+    def _reconcile_windows(self, session: Any, *, repair: bool) -> dict[str, Any]:
+        return reconcile.reconcile_windows(
+            session, RpcOrderFeed(self.order), self._settings(), repair=repair
+        )
+
     # -- timers ------------------------------------------------------------------------------
 
     @timer(interval=2)
@@ -129,3 +170,17 @@ class AnalyticsService(deadletters.DeadLetterAdmin):
     def forget_handled_events(self) -> None:
         with self.db.get_session() as session:
             purge_handled(session, AnalyticsHandledEvent)
+
+    @timer(interval=30)
+    def reconcile_when_due(self) -> None:
+        """Every ANALYTICS_RECONCILE_INTERVAL seconds (0: never), one instance (an advisory
+        lock) counts what lost events missed."""
+        interval = Settings.current().reconcile_interval
+        if not common_reconcile.due(self._last_reconciled, interval, time.monotonic()):
+            return
+        with self.db.get_session() as session:
+            report = common_reconcile.alone(
+                session, LOCK_KEY, lambda: self._reconcile_windows(session, repair=True)
+            )
+        if report and not report["in_sync"]:
+            log.warning("%s drift repaired", report["copy"], extra={"reconcile": report})

@@ -35,6 +35,15 @@ class Settings(ServiceSettings):
         gt=0,
         description="seconds without events after which wall-clock time moves the watermark on",
     )
+    reconcile_interval: float = Field(
+        600.0,
+        ge=0,
+        description=(
+            "seconds between comparisons of what analytics counted of each order with the "
+            "order service's paid orders, counting what lost events missed (`0`: only "
+            "`bookstore reconcile analytics-windows`; docs/decisions/0143)"
+        ),
+    )
 
     def windows(self) -> domain.Settings:
         """The window rules' own settings (svc_analytics/domain.py)."""

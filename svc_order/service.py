@@ -193,6 +193,27 @@ class OrderService(deadletters.DeadLetterAdmin):
         with self.db.get_session() as session:
             return purchase_feed.export_purchases(session, order_ids)
 
+    # -- the paid orders analytics counts (svc_analytics/reconcile.py) ------------------------
+
+    @rpc
+    def paid_order_digest(self) -> dict[str, Any]:
+        """Paid orders (refunded ones too): count and checksum of their fingerprints
+        (currency, payment's window, refunded amount) per id range."""
+        with self.db.get_session() as session:
+            return purchase_feed.paid_order_digest(session)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def paid_order_fingerprints(self, bucket: str) -> dict[str, str]:
+        """``{order_id: fingerprint}`` of the paid orders in one id range."""
+        with self.db.get_session() as session:
+            return purchase_feed.paid_order_fingerprints(session, bucket)
+
+    @rpc(expected_exceptions=BookstoreError)
+    def export_orders(self, order_ids: list[str]) -> list[dict[str, Any]]:
+        """The orders among ``order_ids`` as ``list_orders`` shows them; others are absent."""
+        with self.db.get_session() as session:
+            return purchase_feed.export_orders(session, order_ids)
+
     @rpc(expected_exceptions=BookstoreError)
     def has_bought(self, user_id: str, product_id: str) -> bool:
         """Whether the customer has a PAID, SHIPPED or DELIVERED order with the book (the

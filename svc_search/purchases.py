@@ -41,14 +41,8 @@ class OrderFeed(Protocol):
 
 
 def find_drift(session: Session, orders: OrderFeed) -> reconcile.Drift:
-    return reconcile.compare(
-        orders.digest(),
-        reconcile.digest(session, RECORDED, "order_id", "fingerprint", "true"),
-        orders.versions,
-        lambda bucket: reconcile.versions(
-            session, RECORDED, "order_id", "fingerprint", "true", bucket
-        ),
-        ordered=False,
+    return reconcile.compare_with_table(
+        session, orders, RECORDED, "order_id", "fingerprint", ordered=False
     )
 
 

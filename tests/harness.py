@@ -382,6 +382,8 @@ def start_platform(namespace: str = NAMESPACE, extra_env: dict[str, str] | None 
         "SEARCH_TRAIN_INTERVAL": "0",  # tests train on demand
         # Tests reconcile the index when they want to (search.reconcile_index).
         "SEARCH_RECONCILE_INTERVAL": "0",
+        # Nor would the analytics windows' timer wait for a test's deliberate drift.
+        "ANALYTICS_RECONCILE_INTERVAL": "0",
         # The suite makes many requests from one address: limits are tested on a gateway
         # of their own (tests/e2e/test_rate_limits.py), with keys of their own.
         "GATEWAY_RATE_LIMITS": "default=1000000/1s,credentials=1000000/1s",

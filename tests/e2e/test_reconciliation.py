@@ -9,7 +9,10 @@
   and a consumer that joins with nothing is backfilled by ``bookstore reconcile --all``;
 - notify's recipients with auth's accounts (svc_notify/recipients.py, 0141): an account
   deleted while its ``user.deleted`` was lost, and a person auth never had, are forgotten
-  as the event would have (waiting messages skipped, addresses scrubbed).
+  as the event would have (waiting messages skipped, addresses scrubbed);
+- the analytics windows with the order service's paid orders (svc_analytics/reconcile.py,
+  0143): an order whose ``order.paid`` and one whose refund analytics never counted are
+  found and counted as their events would have, and the sales report adds up again.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
 from common.config import REPO_ROOT
-from tests.support import eventually, paid_order, refund
+from common.db import isoformat
+from tests.support import eventually, outbox_events, paid_order, refund
 
 
 def _status(platform) -> dict:
@@ -186,6 +191,7 @@ def test_a_consumer_that_joins_late_is_backfilled_from_the_owners_data(api):
         "search-index",
         "recommendation-inputs",
         "notify-recipients",
+        "analytics-windows",
     ]
     assert "recommendation-inputs: 0 rows, source 2;" in backfilled.stdout
     assert "2 missing, 0 extra, 0 stale; 2 repaired" in backfilled.stdout
@@ -269,3 +275,127 @@ def test_notify_forgets_an_account_whose_deletion_it_never_heard_of(api):
     )
     emailed(kept)
     assert _cli(platform, "notify-recipients", "--check").returncode == 0
+
+
+def _analytics(api, report: str, **params: str) -> dict:
+    now = datetime.now(UTC)
+    response = api.get(
+        f"/admin/analytics/{report}",
+        params={
+            "start": isoformat(now - timedelta(hours=6)),
+            "end": isoformat(now + timedelta(hours=1)),
+            "currency": "EUR",
+            **params,
+        },
+        token=api.admin,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _sales_totals(api) -> dict:
+    return _analytics(api, "sales", granularity="1h")["totals"]
+
+
+def test_analytics_windows_count_again_what_lost_events_missed(api):
+    platform = api.platform
+    (lost_book, _, lost), (_, _, unrefunded), (_, _, kept) = (
+        paid_order(api, amount=amount) for amount in (1100, 1300, 1700)
+    )
+    assert refund(api, unrefunded["id"], amount=500).json()["payment"]["refunded_amount"] == 500
+    orders = (lost, unrefunded, kept)
+    paid = {
+        "orders": 3,
+        "units": 3,
+        "gross": sum(order["total"]["amount"] for order in orders),
+        "refunds": 500,
+        "checkouts": 3,
+    }
+
+    def counted() -> dict:
+        totals = _sales_totals(api)
+        assert {name: totals[name] for name in paid} == paid, totals
+        return totals
+
+    eventually(counted)
+    with platform.rpc(timeout=60) as rpc:
+        assert rpc.analytics.reconcile_windows(repair=False)["in_sync"] is True
+    rankings = {report: _analytics(api, report) for report in ("top-products", "regions")}
+    # As if the lost order's order.paid never came (only its checkout counted), and the
+    # other order's payment.refunded neither: its record and its window without them.
+    window = "start = (SELECT window_start FROM orders WHERE order_id = :id) AND currency = 'EUR'"
+    amount = lost["total"]["amount"]
+    _execute(
+        platform,
+        "analytics",
+        "UPDATE windows SET orders = orders - 1, units = units - 1, gross = gross - :amount "
+        f"WHERE {window}",
+        id=lost["id"],
+        amount=amount,
+    )
+    _execute(
+        platform,
+        "analytics",
+        f"DELETE FROM window_products WHERE product_id = :book AND {window}",
+        id=lost["id"],
+        book=lost_book["id"],
+    )
+    _execute(
+        platform,
+        "analytics",
+        "UPDATE window_countries SET orders = orders - 1, revenue = revenue - :amount "
+        f"WHERE country = upper(:country) AND {window}",
+        id=lost["id"],
+        amount=amount,
+        country=lost["shipping_address"]["country"],
+    )
+    _execute(
+        platform,
+        "analytics",
+        "UPDATE orders SET counted = NULL, window_start = NULL WHERE order_id = :id",
+        id=lost["id"],
+    )
+    _execute(
+        platform,
+        "analytics",
+        f"UPDATE windows SET refunds = refunds - 500 WHERE {window}",
+        id=unrefunded["id"],
+    )
+    _execute(
+        platform,
+        "analytics",
+        "UPDATE orders SET refunded = 0 WHERE order_id = :id",
+        id=unrefunded["id"],
+    )
+    drifted = _sales_totals(api)
+    assert (drifted["orders"], drifted["refunds"]) == (2, 0), drifted
+
+    checked = _cli(platform, "analytics-windows", "--check")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "analytics-windows: 2 rows, source 3;" in checked.stdout
+    assert "1 missing, 0 extra, 1 stale; 0 repaired" in checked.stdout
+    assert f"missing: {lost['id']}" in checked.stdout
+    assert f"stale: {unrefunded['id']}" in checked.stdout
+    assert _sales_totals(api) == drifted, "a check repairs nothing"
+
+    # Whether the window is still open or closed by now, it is counted as the events
+    # would have: a closed one is corrected, and says so.
+    with platform.rpc(timeout=30) as rpc:
+        rpc.analytics.close_due_windows()
+    corrections = len(outbox_events(platform, "analytics", "analytics.window.corrected"))
+    repaired = _cli(platform, "analytics-windows")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "2 repaired" in repaired.stdout
+    assert {name: value for name, value in _sales_totals(api).items() if name in paid} == paid
+    assert {report: _analytics(api, report) for report in rankings} == rankings
+    assert _cli(platform, "analytics-windows", "--check").returncode == 0
+    with platform.engine("analytics").connect() as connection:
+        closed = connection.scalar(
+            text(
+                "SELECT closed_at IS NOT NULL FROM windows WHERE start = "
+                "(SELECT window_start FROM orders WHERE order_id = :id)"
+            ),
+            {"id": lost["id"]},
+        )
+    after = len(outbox_events(platform, "analytics", "analytics.window.corrected"))
+    assert after > corrections if closed else after == corrections

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.errors import InvalidParameter
-from svc_analytics import anomalies, chart, domain
+from svc_analytics import anomalies, chart, domain, reconcile
 from svc_analytics.domain import (
     CORRECTION,
     ON_TIME,
@@ -289,3 +289,32 @@ def test_an_orders_history_gives_the_facts_its_events_gave():
     # The live event gives the same moment: the order's own, not the envelope's.
     envelope = _envelope("order.paid", order, at=T0 + timedelta(minutes=9))
     assert fact_of(envelope).time == paid_fact.time
+
+
+def test_reconciliation_expects_what_an_orders_events_leave_and_repairs_only_what_was_missed():
+    """svc_analytics/reconcile.py: the record an order's facts leave is the one expected
+    of it, and re-applying them to a record that missed the refund adds only the refund."""
+    order = {
+        "id": "o1",
+        "total": {"amount": 2500, "currency": "EUR"},
+        "items": [{"product_id": "p", "quantity": 1, "line_total": {"amount": 2500}}],
+        "created_at": "2026-12-07T11:59:58Z",
+        "paid_at": "2026-12-07T12:00:01Z",
+        "payment": {"refunded_amount": 1000},
+    }
+    assert reconcile.expected_record(order) == ("EUR", T0, 1000)
+    assert reconcile.expected_record({**order, "paid_at": None}) is None
+    checkout, paid_fact, refund = domain.facts_of_order(order)
+    counted = aggregate([checkout, paid_fact, refund], {}, None, SETTINGS)
+    assert reconcile.record_of(counted.orders["o1"]) == reconcile.expected_record(order)
+
+    # The refund event was lost: the record differs, and the repair adds just the refund.
+    missed = aggregate([checkout, paid_fact], {}, None, SETTINGS).orders
+    assert reconcile.record_of(missed["o1"]) == ("EUR", T0, 0)
+    repair = aggregate(domain.facts_of_order(order), missed, T0 + timedelta(hours=2), SETTINGS)
+    assert reconcile.record_of(repair.orders["o1"]) == reconcile.expected_record(order)
+    assert dict(repair.windows) == {(T0, "EUR"): domain.Totals(refunds=1000)}
+    assert repair.skipped == 2  # placed and paid were counted already
+    # Only placed (its order.paid lost): not a counted record yet.
+    placed = aggregate([checkout], {}, None, SETTINGS).orders
+    assert reconcile.record_of(placed["o1"]) is None
