@@ -25,8 +25,6 @@ from svc_analytics.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Seconds per call to the order service while reconciling (a digest scans every order).
-ORDER_CALL_TIMEOUT = 30.0
 #: pg advisory lock held by the instance reconciling the windows.
 LOCK_KEY = 0xA7A1_0143
 
@@ -38,15 +36,19 @@ class RpcOrderFeed:
         self._order = order
 
     def digest(self) -> dict[str, Any]:
-        return call_with_timeout(self._order.paid_order_digest, timeout=ORDER_CALL_TIMEOUT)
+        return call_with_timeout(
+            self._order.paid_order_digest, timeout=Settings.current().call_timeout
+        )
 
     def versions(self, bucket: str) -> dict[str, str]:
         return call_with_timeout(
-            self._order.paid_order_fingerprints, bucket, timeout=ORDER_CALL_TIMEOUT
+            self._order.paid_order_fingerprints, bucket, timeout=Settings.current().call_timeout
         )
 
     def orders(self, order_ids: list[str]) -> list[dict[str, Any]]:
-        return call_with_timeout(self._order.export_orders, order_ids, timeout=ORDER_CALL_TIMEOUT)
+        return call_with_timeout(
+            self._order.export_orders, order_ids, timeout=Settings.current().call_timeout
+        )
 
 
 class AnalyticsService(deadletters.DeadLetterAdmin):

@@ -19,6 +19,13 @@ class Settings(ServiceSettings):
         4, gt=0, description="concurrent workers (every batch takes the clock row's lock)"
     )
     db_pool_size: int = Field(4, ge=0, description="PostgreSQL connections the workers' pool keeps")
+    call_timeout: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "seconds per call to the order service while reconciling (a digest scans every order)"
+        ),
+    )
     allowed_lateness: float = Field(
         3600.0,
         ge=0,
