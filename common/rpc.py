@@ -63,7 +63,20 @@ class RpcConsumer(nameko_rpc.RpcConsumer):
             ssl=config.get(AMQP_SSL_CONFIG_KEY),
             login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
         )
-        result, exc_info = responder.send_response(result, exc_info)
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except KombuError:
+            # The link to the broker went while the work ran. Raising here would kill the
+            # whole container (nameko's default), stopping its timers and relays too. The
+            # caller times out as it would for any lost reply; the unacknowledged request
+            # goes back to the queue with the connection, and its deadline drops it there
+            # if the caller has given up.
+            log.warning(
+                "the reply to %s could not be sent: the broker is unreachable",
+                message.properties.get("reply_to"),
+                exc_info=True,
+            )
+            return result, exc_info
         self.queue_consumer.ack_message(message)
         return result, exc_info
 
